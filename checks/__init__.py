@@ -1,0 +1,1 @@
+"""opscheck's checks: one module per family, parametrized over the inventory."""
