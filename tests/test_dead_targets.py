@@ -1,0 +1,69 @@
+"""Unreachable targets fail fast and cost one timeout, once.
+
+Three kinds of dead: a closed port (refused at once), a listener that accepts and never
+answers (the client's timeout), and an address in a network namespace whose packets are
+dropped (no answer at all, not even a refusal). "One timeout per target" is proven by
+counting the connection attempts the silent listener receives, not by timing.
+"""
+
+import pytest
+
+from tests.conftest import run_suite
+from tests.services import BlackholeNamespace, SilentListener
+
+TIMEOUT = 2  # seconds per network call in these inventories (libpq's minimum connect_timeout)
+
+
+def ten_postgres_checks(name, dsn):
+    """A target with 10 checks on it: select_1, 2 connection checks and 7 SQL assertions."""
+    assertions = [{"name": f"a{i}", "query": f"SELECT {i}", "op": "==", "value": i} for i in range(7)]
+    return {"name": name, "dsn": dsn, "timeout": TIMEOUT, "assertions": assertions}
+
+
+@pytest.fixture
+def silent():
+    with SilentListener() as listener:
+        yield listener
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_silent_postgres_costs_one_connection_attempt(silent, xdist, tmp_path):
+    inventory = {"environment": "selftest-dead",
+                 "postgres": [ten_postgres_checks("silent", f"postgresql://u:p@127.0.0.1:{silent.port}/db")]}
+    result = run_suite(inventory, tmp_path, *xdist)
+    assert result.rc == 1, result.output
+    outcomes = [c["outcome"] for c in result.checks.values()]
+    assert outcomes == ["failed"] * 10, "failures, not errors"
+    messages = [c["message"] for c in result.checks.values()]
+    assert sum("blocked:" in m for m in messages) == 9
+    assert silent.accepts == 1, f"{silent.accepts} connection attempts for one dead target"
+
+
+def test_silent_redis_and_http_cost_one_attempt_each(silent, tmp_path):
+    inventory = {
+        "environment": "selftest-dead",
+        "redis": [{"name": "silent", "url": f"redis://127.0.0.1:{silent.port}/0", "timeout": 1}],
+        "http": [{"name": "silent", "url": f"http://127.0.0.1:{silent.port}/health", "timeout": 1,
+                  "json": [{"path": "status", "value": "ok"}], "response_headers": {"X-Ok": None}}],
+    }
+    result = run_suite(inventory, tmp_path)
+    assert result.rc == 1
+    assert [c["outcome"] for c in result.checks.values()] == ["failed"] * 7
+    assert result.message("test_http_status[silent]") or result.message("test_http_json_conditions[silent]")
+    assert sum("blocked:" in c["message"] for c in result.checks.values()) == 5
+    assert silent.accepts == 2, "one connection for redis, one for http"
+
+
+def test_blackholed_address_fails_after_one_timeout(tmp_path):
+    try:
+        namespace = BlackholeNamespace()
+    except RuntimeError as exc:
+        pytest.skip(f"cannot create a network namespace here: {exc}")
+    with namespace:
+        inventory = {"environment": "selftest-dead",
+                     "postgres": [ten_postgres_checks("blackhole", f"postgresql://u:p@{namespace.address}:5432/db")]}
+        result = run_suite(inventory, tmp_path)
+    assert result.rc == 1
+    first = [c for c in result.checks.values() if "blocked:" not in c["message"]]
+    assert len(first) == 1 and "timeout" in first[0]["message"].lower(), first
+    assert sum(c["duration"] for c in result.checks.values()) < 2 * TIMEOUT + 2

@@ -1,0 +1,107 @@
+"""HTTP family against a real HTTP server: healthy, 503, slow, wrong JSON, missing header."""
+
+import pytest
+
+from tests.services import HttpServer, Route
+
+HEALTHY = {"status": "ok", "checks": {"database": "ok", "redis": "ok"}, "queue_depth": 12}
+DEGRADED = {"status": "degraded", "checks": {"database": "error", "redis": "ok"}, "queue_depth": 61204}
+
+
+@pytest.fixture(scope="module")
+def server():
+    routes = {
+        "/health": Route(body=HEALTHY, headers={"X-Content-Type-Options": "nosniff"}),
+        "/down": Route(status=503, body={"status": "down"}),
+        "/slow": Route(body=HEALTHY, delay=0.6),
+        "/degraded": Route(body=DEGRADED),
+        "/rpc": Route(body=HEALTHY, methods=("POST",)),
+        "/workflows/42": Route(body={"state": "completed"}),
+    }
+    with HttpServer(routes) as srv:
+        yield srv
+
+
+def endpoint(server, name, path, **extra):
+    return {"name": name, "url": server.url(path), **extra}
+
+
+@pytest.fixture(scope="module")
+def result(server, tmp_path_factory):
+    from tests.conftest import run_suite
+
+    conditions = [{"path": "checks.database", "op": "==", "value": "ok"},
+                  {"path": "queue_depth", "op": "<", "value": 10000}]
+    inventory = {
+        "environment": "selftest-http",
+        "http": [
+            endpoint(server, "api", "/health", severity="p0", schedule=["smoke"], max_latency_ms=500,
+                     json=conditions, response_headers={"X-Content-Type-Options": "^nosniff$"}),
+            endpoint(server, "down", "/down"),
+            endpoint(server, "slow", "/slow", max_latency_ms=300),
+            endpoint(server, "degraded", "/degraded", json=conditions,
+                     response_headers={"Strict-Transport-Security": None}),
+            endpoint(server, "rpc", "/rpc", method="POST", body={"ping": 1}),
+            endpoint(server, "rpc-get", "/rpc"),
+            endpoint(server, "workflow", "/workflows/{workflow_id}", schedule=["adhoc"],
+                     json=[{"path": "state", "op": "==", "value": "completed"}]),
+        ],
+    }
+    return run_suite(inventory, tmp_path_factory.mktemp("http"), "--param", "workflow_id=42")
+
+
+def test_healthy_endpoint_passes(result):
+    result.assert_passed("test_http_status[api]", "test_http_latency_below_limit[api]",
+                         "test_http_json_conditions[api]", "test_http_response_headers[api]")
+
+
+def test_inventory_markers_apply(result):
+    check = result.checks["test_http_status[api]"]
+    assert check["severity"] == "p0"
+    assert check["schedule"] == "daily,smoke", "a smoke check is also daily"
+
+
+def test_503_fails_with_status(result):
+    result.assert_failed("test_http_status[down]", "status 503, expected 200", "runbook:")
+
+
+def test_503_is_reachable_not_blocked(result):
+    """A target that answers, even with a 503, is reachable: latency is judged on its own."""
+    result.assert_passed("test_http_latency_below_limit[down]")
+
+
+def test_slow_endpoint_fails_latency(result):
+    result.assert_failed("test_http_latency_below_limit[slow]", ">= limit 300 ms")
+    result.assert_passed("test_http_status[slow]")
+
+
+def test_wrong_json_fails_naming_the_field(result):
+    result.assert_failed("test_http_json_conditions[degraded]",
+                         "checks.database is 'error', expected == 'ok'", "queue_depth is 61204, expected < 10000")
+
+
+def test_missing_header_fails(result):
+    result.assert_failed("test_http_response_headers[degraded]", "Strict-Transport-Security is missing")
+
+
+def test_method_is_configurable(result, server):
+    result.assert_passed("test_http_status[rpc]")
+    result.assert_failed("test_http_status[rpc-get]", "status 405")
+
+
+def test_adhoc_check_runs_with_its_param(result):
+    result.assert_passed("test_http_json_conditions[workflow]")
+
+
+def test_each_endpoint_is_fetched_once_per_run(result, server):
+    assert server.hits["/degraded"] == 1
+    assert server.hits["/health"] == 1
+
+
+def test_adhoc_check_is_deselected_without_its_param(server, run_checks):
+    inventory = {"environment": "selftest-adhoc",
+                 "http": [endpoint(server, "workflow", "/workflows/{workflow_id}", schedule=["adhoc"])]}
+    result = run_checks(inventory)
+    assert result.rc == 5, result.output  # nothing selected
+    assert "deselected" in result.output
+    assert not result.checks

@@ -1,0 +1,90 @@
+"""Redis family against real redis-server processes: healthy, stopped, wrong password,
+memory over its limit, and slow (a second client keeps the server busy with DEBUG SLEEP)."""
+
+import threading
+
+import pytest
+
+from tests.conftest import run_suite
+from tests.services import RedisServer, closed_port
+
+PASSWORD = "redis-Pw-4471"
+
+
+@pytest.fixture(scope="module")
+def healthy():
+    with RedisServer("--requirepass", PASSWORD) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def full():
+    """maxmemory 2 MB with noeviction, filled past 90 %."""
+    with RedisServer("--maxmemory", "2mb", "--maxmemory-policy", "noeviction") as srv:
+        client = srv.client()
+        chunk = "x" * 10_000
+        try:
+            for i in range(400):
+                client.set(f"fill:{i}", chunk)
+        except Exception:  # noqa: BLE001 - OOM from noeviction: full enough
+            pass
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def busy():
+    """A server kept busy: every PING waits behind a DEBUG SLEEP of another client."""
+    with RedisServer("--enable-debug-command", "yes") as srv:
+        stop = threading.Event()
+        client = srv.client()
+
+        def keep_busy():
+            while not stop.is_set():
+                client.execute_command("DEBUG", "SLEEP", "0.03")
+
+        thread = threading.Thread(target=keep_busy, daemon=True)
+        thread.start()
+        yield srv
+        stop.set()
+        thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def result(healthy, full, busy, tmp_path_factory):
+    inventory = {
+        "environment": "selftest-redis",
+        "redis": [
+            {"name": "queue", "url": healthy.url(PASSWORD)},
+            {"name": "stopped", "url": f"redis://127.0.0.1:{closed_port()}/0"},
+            {"name": "wrong-password", "url": healthy.url("not-the-password")},
+            {"name": "full", "url": full.url(), "memory_max_pct": 90},
+            {"name": "busy", "url": busy.url(), "max_latency_ms": 10, "latency_samples": 5},
+        ],
+    }
+    return run_suite(inventory, tmp_path_factory.mktemp("redis"))
+
+
+def test_healthy_server_passes(result):
+    result.assert_passed("test_redis_ping[queue]", "test_redis_latency_below_limit[queue]",
+                         "test_redis_memory_below_limit[queue]")
+
+
+def test_stopped_server_fails_then_blocks(result):
+    result.assert_failed("test_redis_ping[stopped]", "cannot connect")
+    result.assert_failed("test_redis_latency_below_limit[stopped]", "blocked:")
+    result.assert_failed("test_redis_memory_below_limit[stopped]", "blocked:")
+
+
+def test_wrong_password_fails_without_leaking_it(result):
+    message = result.assert_failed("test_redis_ping[wrong-password]")
+    assert "not-the-password" not in result.output and PASSWORD not in result.output
+    assert "***" in message
+
+
+def test_memory_over_limit_fails(result):
+    result.assert_failed("test_redis_memory_below_limit[full]", "of maxmemory", ">= limit 90%")
+    result.assert_passed("test_redis_ping[full]")
+
+
+def test_slow_server_fails_latency(result):
+    result.assert_failed("test_redis_latency_below_limit[busy]", "PING p99", ">= limit 10 ms")

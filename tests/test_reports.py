@@ -1,0 +1,80 @@
+"""Reports: the run directory, latest, junit properties, summary, pruning, xdist, --no-skips."""
+
+import json
+import xml.etree.ElementTree as ET
+
+from tests.conftest import REPO
+
+LOCAL = (REPO / "inventories" / "local.yml").read_text()
+FAILING = LOCAL.replace("spec: local://", "spec: local://\n    memory_min_available_pct: 100")
+
+
+def test_run_writes_html_junit_summary_and_latest(run_checks):
+    result = run_checks(LOCAL, "-m", "daily")
+    assert result.rc == 0, result.output
+    env_dir = result.reports_dir / "local"
+    latest = env_dir / "latest"
+    assert latest.is_symlink()
+    assert {p.name for p in latest.iterdir()} == {"report.html", "junit.xml", "summary.json"}
+    html = (latest / "report.html").read_text()
+    for header in ("Environment", "Inventory", "Git revision", "Runner host", "Started (UTC)",
+                   "Checks by family"):
+        assert header in html, header
+    summary = json.loads((latest / "summary.json").read_text())
+    assert summary["environment"] == "local" and summary["exit_status"] == 0
+    assert summary["counts"]["passed"] == len(summary["checks"]) > 0
+    suite = ET.parse(latest / "junit.xml").getroot().find("testsuite")
+    assert suite.get("name") == "local", "one testsuite per environment"
+    props = {p.get("name") for p in suite.find("testcase").iter("property")}
+    assert {"severity", "target", "runbook", "family", "schedule"} <= props
+    assert json.loads((env_dir / "state.json").read_text())["last_run"] == summary["started"]
+
+
+def test_failure_shows_runbook_hint_everywhere(run_checks):
+    result = run_checks(FAILING, "-m", "daily")
+    assert result.rc == 1
+    assert "runbook: Little available memory" in result.output
+    latest = result.reports_dir / "local" / "latest"
+    assert "runbook: Little available memory" in (latest / "report.html").read_text()
+    failure = ET.parse(latest / "junit.xml").getroot().find(".//failure")
+    assert "runbook: Little available memory" in (failure.get("message", "") + (failure.text or ""))
+    summary = json.loads((latest / "summary.json").read_text())
+    assert summary["families"]["host"]["failed"] == 1
+
+
+def test_old_runs_are_pruned(run_checks, tmp_path):
+    reports = tmp_path / "shared-reports"
+    for _ in range(3):
+        run_checks(LOCAL, "-m", "daily", f"--reports-dir={reports}", "--keep-runs", "2")
+    runs = [p for p in (reports / "local").iterdir() if p.is_dir() and not p.is_symlink()]
+    assert len(runs) == 2
+
+
+def test_xdist_writes_one_run_directory(run_checks):
+    result = run_checks(LOCAL, "-m", "daily", "-n", "2")
+    assert result.rc == 0, result.output
+    runs = [p for p in (result.reports_dir / "local").iterdir() if p.is_dir() and not p.is_symlink()]
+    assert len(runs) == 1
+    assert result.summary["counts"]["passed"] == len(result.summary["checks"]) > 0
+
+
+def test_no_skips_turns_a_skip_into_a_failing_run(run_checks):
+    args = ["-m", "daily", "--timeout", "30"]
+    skip_all = ["-p", "tests.skip_plugin"]
+    plain = run_checks(LOCAL, *args, *skip_all)
+    assert plain.rc == 0 and plain.summary["counts"].get("skipped")
+    strict = run_checks(LOCAL, *args, *skip_all, "--no-skips")
+    assert strict.rc == 1
+    assert "--no-skips is set: the run fails" in strict.output
+
+
+def test_no_state_leaves_state_alone(run_checks):
+    result = run_checks(LOCAL, "-m", "daily", "--no-state")
+    assert not (result.reports_dir / "local" / "state.json").exists()
+
+
+def test_severity_override_from_inventory(run_checks):
+    text = LOCAL.replace("spec: local://", "spec: local://\n    severity_overrides: {test_memory_available: p3}")
+    result = run_checks(text, "-m", "p3")
+    assert result.rc == 0
+    assert list(result.checks) == ["test_memory_available[localhost]"]
