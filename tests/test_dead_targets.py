@@ -9,7 +9,7 @@ counting the connection attempts the silent listener receives, not by timing.
 import pytest
 
 from tests.conftest import run_suite
-from tests.services import BlackholeNamespace, SilentListener
+from tests.servers import BlackholeNamespace, SilentListener
 
 TIMEOUT = 2  # seconds per network call in these inventories (libpq's minimum connect_timeout)
 

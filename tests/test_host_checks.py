@@ -12,7 +12,7 @@ import pytest
 
 from fixtures.hosts import parse
 from tests.conftest import run_suite
-from tests.services import closed_port
+from tests.servers import closed_port
 
 
 @pytest.fixture(scope="module")

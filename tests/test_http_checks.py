@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.services import HttpServer, Route
+from tests.servers import HttpServer, Route
 
 HEALTHY = {"status": "ok", "checks": {"database": "ok", "redis": "ok"}, "queue_depth": 12}
 DEGRADED = {"status": "degraded", "checks": {"database": "error", "redis": "ok"}, "queue_depth": 61204}

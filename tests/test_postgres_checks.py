@@ -8,7 +8,7 @@ that try to write or smuggle a second statement.
 import pytest
 
 from tests.conftest import run_suite
-from tests.services import PostgresServer, closed_port
+from tests.servers import PostgresServer, closed_port
 
 PASSWORD = "opscheck-Pw-7731"
 

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from tests.conftest import run_suite
-from tests.services import RedisServer, closed_port
+from tests.servers import RedisServer, closed_port
 
 PASSWORD = "redis-Pw-4471"
 

@@ -1,0 +1,328 @@
+"""Real services for the self-tests, on random loopback ports (or in a netns of our own).
+
+PostgreSQL runs as the `postgres` user (initdb and pg_ctl refuse root) with its data in
+/tmp, since pytest's own tmp directories are private to root.
+"""
+
+import contextlib
+import glob
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import psycopg
+import redis
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def closed_port() -> int:
+    """A loopback port with nothing listening: connections are refused at once."""
+    return free_port()
+
+
+def wait_for(predicate, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if predicate():
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not come up within {seconds} s")
+
+
+class Service:
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+
+
+def pg_bindir() -> str:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
+    if not found:
+        raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
+    return found[-1]
+
+
+class PostgresServer(Service):
+    """A throw-away PostgreSQL cluster owned by the postgres user."""
+
+    def __init__(self, extra_conf: dict | None = None):
+        self.bindir = pg_bindir()
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.conf = {"max_connections": 20, "superuser_reserved_connections": 3, "fsync": "off",
+                     "synchronous_commit": "off", "full_page_writes": "off", **(extra_conf or {})}
+        self.dir = ""
+
+    def _as_postgres(self, *args: str, timeout: float = 60) -> str:
+        proc = subprocess.run(["runuser", "-u", "postgres", "--", *args], capture_output=True,
+                              text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{args[0]} failed: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def start(self) -> None:
+        if not self.dir:
+            self.dir = tempfile.mkdtemp(prefix="opscheck-pg-", dir="/tmp")
+            shutil.chown(self.dir, "postgres", "postgres")
+            self.data = os.path.join(self.dir, "data")
+            self._as_postgres(f"{self.bindir}/initdb", "-D", self.data, "-U", "postgres", "-A", "trust",
+                              "--no-sync", "-E", "UTF8", "--locale", "C")
+            with open(os.path.join(self.data, "pg_hba.conf"), "w") as hba:
+                hba.write("local all postgres trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
+            conf = {**self.conf, "listen_addresses": "'127.0.0.1'", "port": self.port,
+                    "unix_socket_directories": f"'{self.dir}'"}
+            with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+                f.writelines(f"{k} = {v}\n" for k, v in conf.items())
+        self._as_postgres(f"{self.bindir}/pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "log"),
+                          "-w", "-t", "60", "start")
+
+    def stop(self) -> None:
+        if self.dir and os.path.exists(os.path.join(self.data, "postmaster.pid")):
+            self._as_postgres(f"{self.bindir}/pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def psql(self, sql: str, dbname: str = "postgres") -> str:
+        return self._as_postgres(f"{self.bindir}/psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                                 "-h", self.dir, "-p", str(self.port), "-d", dbname, "-c", sql)
+
+    def create_monitor_role(self, name: str, password: str) -> None:
+        """The least-privilege role the README tells users to create: pg_monitor, no writes."""
+        self.psql(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
+        self.psql(f"GRANT pg_monitor TO {name}")
+
+    def dsn(self, user: str, password: str, dbname: str = "postgres") -> str:
+        return f"postgresql://{user}:{password}@{self.host}:{self.port}/{dbname}"
+
+    @contextlib.contextmanager
+    def hold_connections(self, n: int, user: str, password: str):
+        """Keep n real sessions open (to saturate max_connections)."""
+        conns = [psycopg.connect(self.dsn(user, password), connect_timeout=5) for _ in range(n)]
+        try:
+            yield conns
+        finally:
+            for conn in conns:
+                conn.close()
+
+
+# --- Redis --------------------------------------------------------------------------------
+
+
+class RedisServer(Service):
+    """redis-server on a random loopback port, no persistence; extra CLI args pass through."""
+
+    def __init__(self, *args: str):
+        self.port = free_port()
+        self.args = args
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if not binary:
+            raise RuntimeError("redis-server not found (apt-get install redis-server)")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--daemonize", "no", "--protected-mode", "no", *self.args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        password = self._password()
+        wait_for(lambda: redis.Redis(port=self.port, password=password, socket_timeout=1).ping(), 15,
+                 "redis-server")
+
+    def _password(self) -> str | None:
+        args = list(self.args)
+        return args[args.index("--requirepass") + 1] if "--requirepass" in args else None
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def url(self, password: str | None = None) -> str:
+        auth = f":{password}@" if password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, password=self._password(), socket_timeout=10)
+
+
+# --- HTTP ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Route:
+    status: int = 200
+    body: bytes | str | dict | list = b""
+    headers: dict = field(default_factory=dict)
+    delay: float = 0.0
+    methods: tuple = ("GET",)
+
+
+class HttpServer(Service):
+    """A real threaded HTTP server that answers each path as its Route says, counting hits."""
+
+    def __init__(self, routes: dict[str, Route]):
+        self.routes = routes
+        self.hits: dict[str, int] = {}
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _answer(self):
+                route = server.routes.get(self.path)
+                server.hits[self.path] = server.hits.get(self.path, 0) + 1
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                if route is None:
+                    return self._send(404, b"not found", {})
+                if self.command not in route.methods:
+                    return self._send(405, b"method not allowed", {})
+                time.sleep(route.delay)
+                body = route.body
+                headers = dict(route.headers)
+                if isinstance(body, dict | list):
+                    body = json.dumps(body).encode()
+                    headers.setdefault("Content-Type", "application/json")
+                elif isinstance(body, str):
+                    body = body.encode()
+                self._send(route.status, body, headers)
+
+            def _send(self, status, body, headers):
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_POST = do_HEAD = do_OPTIONS = _answer
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+
+    def start(self) -> None:
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+# --- dead targets -------------------------------------------------------------------------
+
+
+class SilentListener(Service):
+    """Accepts TCP connections and never sends a byte; counts the connection attempts."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    @property
+    def accepts(self) -> int:
+        with self._lock:
+            return len(self.accepted)
+
+    def start(self) -> None:
+        def loop():
+            while True:
+                try:
+                    conn, _ = self.sock.accept()
+                except OSError:
+                    return
+                with self._lock:
+                    self.accepted.append(conn)
+
+        threading.Thread(target=loop, daemon=True).start()
+
+    def stop(self) -> None:
+        self.sock.close()
+        for conn in self.accepted:
+            conn.close()
+
+
+class BlackholeNamespace(Service):
+    """An address in a network namespace of our own whose packets are dropped (nft).
+
+    A TCP connect to `address` gets no answer at all (no refusal, no ICMP), so the client
+    waits for its timeout: the realistic "host is down / firewalled" case. A blackhole
+    route would fail at once and prove nothing.
+    """
+
+    def __init__(self):
+        if not shutil.which("ip") or not shutil.which("nft"):
+            raise RuntimeError("ip (iproute2) and nft (nftables) are needed")
+        n = os.getpid() % 16000
+        self.name = f"opscheck-bh-{os.getpid()}"
+        self.veth = f"ocbh{os.getpid() % 100000}"
+        base = f"10.254.{n // 64}.{(n % 64) * 4}"
+        prefix = base.rsplit(".", 1)[0]
+        last = int(base.rsplit(".", 1)[1])
+        self.host_address = f"{prefix}.{last + 1}"
+        self.address = f"{prefix}.{last + 2}"
+        self.start()
+
+    def _ip(self, *args: str) -> None:
+        proc = subprocess.run(list(args), capture_output=True, text=True, timeout=15)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)}: {proc.stderr.strip()}")
+
+    def start(self) -> None:
+        try:
+            self._ip("ip", "netns", "add", self.name)
+            self._ip("ip", "link", "add", self.veth, "type", "veth", "peer", "name", f"{self.veth}p")
+            self._ip("ip", "link", "set", f"{self.veth}p", "netns", self.name)
+            self._ip("ip", "addr", "add", f"{self.host_address}/30", "dev", self.veth)
+            self._ip("ip", "link", "set", self.veth, "up")
+            ns = ["ip", "netns", "exec", self.name]
+            self._ip(*ns, "ip", "addr", "add", f"{self.address}/30", "dev", f"{self.veth}p")
+            self._ip(*ns, "ip", "link", "set", f"{self.veth}p", "up")
+            self._ip(*ns, "nft", "add table inet opscheck; "
+                     "add chain inet opscheck input { type filter hook input priority 0; policy drop; }")
+        except RuntimeError:
+            self.stop()
+            raise
+
+    def __enter__(self):
+        return self
+
+    def stop(self) -> None:
+        subprocess.run(["ip", "link", "del", self.veth], capture_output=True, timeout=15)
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=15)
