@@ -53,15 +53,17 @@ UsePAM no
   IdentitiesOnly yes
 """)
         os.makedirs("/run/sshd", exist_ok=True)  # privilege separation directory
-        self.proc = subprocess.Popen([sshd, "-D", "-e", "-f", self._path("sshd_config")],
-                                     stdout=subprocess.DEVNULL, stderr=open(self._path("log"), "w"))
+        with open(self._path("log"), "w") as log:  # sshd keeps its own copy of the descriptor
+            self.proc = subprocess.Popen([sshd, "-D", "-e", "-f", self._path("sshd_config")],
+                                         stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             with socket.socket() as sock:
                 if sock.connect_ex(("127.0.0.1", self.port)) == 0:
                     return
             time.sleep(0.05)
-        raise RuntimeError(f"sshd did not start: {open(self._path('log')).read()}")
+        with open(self._path("log")) as log:
+            raise RuntimeError(f"sshd did not start: {log.read()}")
 
     def spec(self, port: int | None = None) -> str:
         """The testinfra host spec a user would write in the inventory."""

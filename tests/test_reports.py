@@ -78,3 +78,16 @@ def test_severity_override_from_inventory(run_checks):
     result = run_checks(text, "-m", "p3")
     assert result.rc == 0
     assert list(result.checks) == ["test_memory_available[localhost]"]
+
+
+def test_a_check_that_times_out_is_a_failure_not_a_lost_run(run_checks):
+    """pytest-timeout's signal method turns a hung check into a failure; the reports are written."""
+    from tests.servers import HttpServer, Route
+
+    with HttpServer({"/hang": Route(body={"status": "ok"}, delay=5)}) as server:
+        inventory = {"environment": "selftest-timeout",
+                     "http": [{"name": "hangs", "url": server.url("/hang"), "timeout": 30}]}
+        result = run_checks(inventory, "--timeout", "1", "-k", "status")
+    assert result.rc == 1, result.output
+    result.assert_failed("test_http_status[hangs]", "Timeout")
+    assert result.summary["counts"]["failed"] == 1

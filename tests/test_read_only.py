@@ -1,0 +1,19 @@
+"""Read-only by construction: a Redis write never leaves the client."""
+
+import pytest
+
+from fixtures.errors import OpscheckError
+from fixtures.redis import Redis, RedisClient
+from tests.servers import RedisServer
+
+
+def test_redis_client_refuses_writes_before_sending_them():
+    with RedisServer() as server:
+        client = RedisClient(Redis(name="q", url=server.url()), timeout=5)
+        for command in (("SET", "k", "v"), ("FLUSHALL",), ("CONFIG", "SET", "maxmemory", "1"), ("DEL", "k")):
+            with pytest.raises(OpscheckError, match="not a read-only command"):
+                client.command(*command)
+        assert client.command("PING") is True
+        assert server.client().dbsize() == 0
+        assert server.client().config_get("maxmemory")["maxmemory"] == "0"
+        client.close()
