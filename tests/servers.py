@@ -64,12 +64,15 @@ def pg_bindir() -> str:
 class PostgresServer(Service):
     """A throw-away PostgreSQL cluster owned by the postgres user."""
 
-    def __init__(self, extra_conf: dict | None = None):
+    def __init__(self, extra_conf: dict | None = None, primary: "PostgresServer | None" = None,
+                 hba: str = "host all all 127.0.0.1/32 scram-sha-256\n"):
         self.bindir = pg_bindir()
         self.host = "127.0.0.1"
         self.port = free_port()
         self.conf = {"max_connections": 20, "superuser_reserved_connections": 3, "fsync": "off",
                      "synchronous_commit": "off", "full_page_writes": "off", **(extra_conf or {})}
+        self.primary = primary  # a streaming replica of this server, made with pg_basebackup
+        self.hba = hba
         self.dir = ""
 
     def _as_postgres(self, *args: str, timeout: float = 60) -> str:
@@ -84,10 +87,15 @@ class PostgresServer(Service):
             self.dir = tempfile.mkdtemp(prefix="opscheck-pg-", dir="/tmp")
             shutil.chown(self.dir, "postgres", "postgres")
             self.data = os.path.join(self.dir, "data")
-            self._as_postgres(f"{self.bindir}/initdb", "-D", self.data, "-U", "postgres", "-A", "trust",
-                              "--no-sync", "-E", "UTF8", "--locale", "C")
+            if self.primary:
+                self._as_postgres(f"{self.bindir}/pg_basebackup", "-D", self.data, "-h", self.primary.dir,
+                                  "-p", str(self.primary.port), "-U", "postgres", "-R", "-X", "stream",
+                                  "-c", "fast", "-C", "-S", f"replica_{self.port}")
+            else:
+                self._as_postgres(f"{self.bindir}/initdb", "-D", self.data, "-U", "postgres", "-A", "trust",
+                                  "--no-sync", "-E", "UTF8", "--locale", "C")
             with open(os.path.join(self.data, "pg_hba.conf"), "w") as hba:
-                hba.write("local all postgres trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
+                hba.write("local all postgres trust\nlocal replication postgres trust\n" + self.hba)
             conf = {**self.conf, "listen_addresses": "'127.0.0.1'", "port": self.port,
                     "unix_socket_directories": f"'{self.dir}'"}
             with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
@@ -129,29 +137,86 @@ class PostgresServer(Service):
                 conn.close()
 
 
+class PgBouncerServer(Service):
+    """PgBouncer (Debian package) in front of a PostgresServer, run as postgres (it refuses root).
+
+    users: {name: password}; `stats` is a stats_users account for the admin console.
+    """
+
+    def __init__(self, backend: PostgresServer, users: dict[str, str], pool_size: int = 2,
+                 dbname: str = "postgres"):
+        self.backend, self.users, self.pool_size, self.dbname = backend, users, pool_size, dbname
+        self.port = free_port()
+        self.dir = ""
+
+    def start(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="opscheck-pgb-", dir="/tmp")
+        with open(f"{self.dir}/users.txt", "w") as f:
+            f.writelines(f'"{u}" "{p}"\n' for u, p in self.users.items())
+        with open(f"{self.dir}/pgbouncer.ini", "w") as f:
+            f.write(f"""[databases]
+app = host=127.0.0.1 port={self.backend.port} dbname={self.dbname} pool_size={self.pool_size}
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {self.port}
+auth_type = plain
+auth_file = {self.dir}/users.txt
+stats_users = stats
+pool_mode = transaction
+max_client_conn = 50
+unix_socket_dir =
+pidfile = {self.dir}/pgbouncer.pid
+logfile = {self.dir}/pgbouncer.log
+""")
+        for name in os.listdir(self.dir):
+            shutil.chown(f"{self.dir}/{name}", "postgres", "postgres")
+        shutil.chown(self.dir, "postgres", "postgres")
+        subprocess.run(["runuser", "-u", "postgres", "--", "pgbouncer", "-d", f"{self.dir}/pgbouncer.ini"],
+                       check=True, capture_output=True, timeout=30)
+        wait_for(lambda: socket.create_connection(("127.0.0.1", self.port), 0.2).close() or True, 10, "pgbouncer")
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, ValueError), open(f"{self.dir}/pgbouncer.pid") as f:
+            os.kill(int(f.read().strip()), 15)
+        time.sleep(0.1)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def dsn(self, user: str, dbname: str = "app") -> str:
+        return f"postgresql://{user}:{self.users[user]}@127.0.0.1:{self.port}/{dbname}"
+
+
 # --- Redis --------------------------------------------------------------------------------
 
 
 class RedisServer(Service):
     """redis-server on a random loopback port, no persistence; extra CLI args pass through."""
 
-    def __init__(self, *args: str):
+    def __init__(self, *args: str, tls: dict | None = None):
         self.port = free_port()
         self.args = args
+        self.tls = tls  # {"cert": path, "key": path, "ca": path}: TLS only, on self.port
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
         binary = shutil.which("redis-server")
         if not binary:
             raise RuntimeError("redis-server not found (apt-get install redis-server)")
+        ports = ["--port", str(self.port)]
+        tls_client = {}
+        if self.tls:
+            ports = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", self.tls["cert"],
+                     "--tls-key-file", self.tls["key"], "--tls-ca-cert-file", self.tls["ca"],
+                     "--tls-auth-clients", "no"]
+            tls_client = {"ssl": True, "ssl_ca_certs": self.tls["ca"]}
+        self.dir = tempfile.mkdtemp(prefix="opscheck-redis-", dir="/tmp")  # a replica writes its RDB here
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [binary, *ports, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.dir,
              "--daemonize", "no", "--protected-mode", "no", *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         password = self._password()
-        wait_for(lambda: redis.Redis(port=self.port, password=password, socket_timeout=1).ping(), 15,
-                 "redis-server")
+        wait_for(lambda: redis.Redis(host="127.0.0.1", port=self.port, password=password, socket_timeout=1,
+                                     **tls_client).ping(), 15, "redis-server")
 
     def _password(self) -> str | None:
         args = list(self.args)
@@ -162,6 +227,7 @@ class RedisServer(Service):
             self.proc.kill()
             self.proc.wait(timeout=10)
             self.proc = None
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def url(self, password: str | None = None) -> str:
         auth = f":{password}@" if password else ""

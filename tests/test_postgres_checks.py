@@ -88,7 +88,8 @@ def test_dsn_is_shown_masked(result):
 
 def test_connections_saturated_fail_warning_not_critical(saturated_result):
     r = saturated_result
-    r.assert_failed("test_postgres_connections_below_warning[main]", "client connections", ">= warning 80%")
+    r.assert_failed("test_postgres_connections_below_warning[main]", "client connections", ">= warning 80%",
+                    "by database: postgres 1")
     r.assert_passed("test_postgres_connections_below_critical[main]")
 
 

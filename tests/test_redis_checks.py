@@ -34,7 +34,7 @@ def full():
 @pytest.fixture(scope="module")
 def busy():
     """A server kept busy: every PING waits behind a DEBUG SLEEP of another client."""
-    with RedisServer("--enable-debug-command", "yes") as srv:
+    with RedisServer("--enable-debug-command", "yes", "--latency-monitor-threshold", "10") as srv:
         stop = threading.Event()
         client = srv.client()
 
@@ -87,4 +87,5 @@ def test_memory_over_limit_fails(result):
 
 
 def test_slow_server_fails_latency(result):
-    result.assert_failed("test_redis_latency_below_limit[busy]", "PING p99", ">= limit 10 ms")
+    result.assert_failed("test_redis_latency_below_limit[busy]", "PING p99", ">= limit 10 ms",
+                         "LATENCY LATEST: command latest")
