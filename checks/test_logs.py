@@ -27,14 +27,14 @@ def _last(lines: list[str], n: int) -> str:
     "POLLING_FALLBACK_BATCH_ABORTED, CIRCUIT_BREAKER_PERSIST_FAILED, ...). The failure shows "
     "the last matching lines; read around them with `docker logs --since ... NAME 2>&1`."
 )
-def test_log_forbidden_pattern_absent(log_forbidden, read_log, log_reader):
+def test_log_forbidden_pattern_absent(log_forbidden, read_log, log_reader, pytestconfig):
     log_window = read_log()
     source, pattern = log_forbidden.target, log_forbidden.value
     start = log_reader.start_of(pattern.window_kind(), window_started(log_window)) if source.docker else None
-    regex = pattern.regex()
+    regex = pattern.regex(pytestconfig.opscheck_params)
     matches = [line for line in log_window.select(start) if regex.search(line)]
     expect(len(matches) <= pattern.max,
-           f"{source.shown}: {fmt(len(matches))} line(s) matching {pattern.pattern!r} "
+           f"{source.shown}: {fmt(len(matches))} line(s) matching {regex.pattern!r} "
            f"{_window_text(log_window, start)} > limit {pattern.max}; last: {_last(matches, source.shown_matches)}"
            + log_window.suffix())
 
@@ -45,14 +45,14 @@ def test_log_forbidden_pattern_absent(log_forbidden, read_log, log_reader):
     "logging. The process may be hung, or the log driver drops output (`docker logs` needs "
     "json-file, local or journald)."
 )
-def test_log_required_pattern_present(log_required, read_log, log_reader):
+def test_log_required_pattern_present(log_required, read_log, log_reader, pytestconfig):
     log_window = read_log()
     source, pattern = log_required.target, log_required.value
     start = log_reader.start_of(pattern.window_kind(), window_started(log_window)) if source.docker else None
-    regex = pattern.regex()
+    regex = pattern.regex(pytestconfig.opscheck_params)
     found = sum(1 for line in log_window.select(start) if regex.search(line))
     expect(found >= pattern.min,
-           f"{source.shown}: {found} line(s) matching {pattern.pattern!r} {_window_text(log_window, start)}, "
+           f"{source.shown}: {found} line(s) matching {regex.pattern!r} {_window_text(log_window, start)}, "
            f"expected at least {pattern.min}" + log_window.suffix())
 
 

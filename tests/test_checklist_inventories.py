@@ -54,7 +54,9 @@ CHECKLIST_LINES = {
     ],
 }
 ENV = {"AGENTAURI_DATABASE_URL": "postgresql://opscheck@127.0.0.1:1/agentauri_backend",
-       "AGENTAURI_REDIS_URL": "redis://127.0.0.1:1/0"}
+       "AGENTAURI_REDIS_URL": "redis://127.0.0.1:1/0",
+       "ACCUNODE_DATABASE_URL": "postgresql://opscheck@127.0.0.1:1/accunode_prod",
+       "ACCUNODE_REDIS_URL": "redis://127.0.0.1:1/0"}
 
 
 def _lines(seed: str, headings: list[str]) -> list[str]:

@@ -188,3 +188,21 @@ def test_bad_log_and_docker_sections_stop_the_run(tmp_path):
                      "logs[2].required[0].window: Value error, window:",
                      "docker[0]: Value error, containers with `service` need compose_project"):
         assert fragment in result.output, result.output
+
+
+def test_incident_pattern_takes_its_value_from_the_command_line(tmp_path):
+    """`{trigger_id}` makes a pattern adhoc: deselected without --param, filled in (literally) with it."""
+    log_file = tmp_path / "event-processor.log"
+    log_file.write_text("INFO trigger_id=7 processed\nERROR trigger_id=42 action failed: timeout\n"
+                        "ERROR trigger_id=42 action failed: 503\nERROR trigger_id=420 unrelated\n")
+    inventory = {"environment": "selftest-log-incident", "hosts": [{"name": "here", "spec": "local://"}],
+                 "logs": [{"name": "processor", "host": "here", "file": str(log_file), "forbidden": [
+                     {"name": "trigger-errors", "pattern": r"ERROR trigger_id={trigger_id}\b",
+                      "schedule": ["adhoc"], "severity": "p2"}]}]}
+    check = "test_log_forbidden_pattern_absent[processor:trigger-errors]"
+    without = run_suite(inventory, tmp_path / "none", "-m", "logs")
+    assert check not in without.checks
+    failing = run_suite(inventory, tmp_path / "42", "-m", "logs", "--param", "trigger_id=42")
+    failing.assert_failed(check, "2 line(s) matching", "action failed: 503")
+    passing = run_suite(inventory, tmp_path / "7", "-m", "logs", "--param", "trigger_id=7")
+    passing.assert_passed(check)
