@@ -30,7 +30,7 @@ def _last(lines: list[str], n: int) -> str:
 def test_log_forbidden_pattern_absent(log_forbidden, read_log, log_reader, pytestconfig):
     log_window = read_log()
     source, pattern = log_forbidden.target, log_forbidden.value
-    start = log_reader.start_of(pattern.window_kind(), window_started(log_window)) if source.docker else None
+    start = log_reader.start_of(pattern.window_kind(), window_started(log_window)) if not source.file else None
     regex = pattern.regex(pytestconfig.opscheck_params)
     matches = [line for line in log_window.select(start) if regex.search(line)]
     expect(len(matches) <= pattern.max,
@@ -48,7 +48,7 @@ def test_log_forbidden_pattern_absent(log_forbidden, read_log, log_reader, pytes
 def test_log_required_pattern_present(log_required, read_log, log_reader, pytestconfig):
     log_window = read_log()
     source, pattern = log_required.target, log_required.value
-    start = log_reader.start_of(pattern.window_kind(), window_started(log_window)) if source.docker else None
+    start = log_reader.start_of(pattern.window_kind(), window_started(log_window)) if not source.file else None
     regex = pattern.regex(pytestconfig.opscheck_params)
     found = sum(1 for line in log_window.select(start) if regex.search(line))
     expect(found >= pattern.min,
@@ -64,7 +64,7 @@ def test_log_required_pattern_present(log_required, read_log, log_reader, pytest
 def test_log_error_rate_below_limit(log_error_rate, read_log, log_reader):
     log_window = read_log()
     source, rate = log_error_rate.target, log_error_rate.value
-    start = log_reader.start_of(rate.window_kind(), window_started(log_window)) if source.docker else None
+    start = log_reader.start_of(rate.window_kind(), window_started(log_window)) if not source.file else None
     regex = rate.regex()
     matches = [line for line in log_window.select(start) if regex.search(line)]
     hours = max(1.0, ((_now() - start).total_seconds() / 3600) if start else 1.0)

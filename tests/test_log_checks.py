@@ -4,6 +4,7 @@ container missing its required lines, 100 MB of logs behind a byte cap, windows 
 last run, and a host file read incrementally."""
 
 import json
+import subprocess
 import time
 
 import pytest
@@ -206,3 +207,41 @@ def test_incident_pattern_takes_its_value_from_the_command_line(tmp_path):
     failing.assert_failed(check, "2 line(s) matching", "action failed: 503")
     passing = run_suite(inventory, tmp_path / "7", "-m", "logs", "--param", "trigger_id=7")
     passing.assert_passed(check)
+
+
+def _journal(directory, unit: str, entries: list[tuple[float, str]]) -> None:
+    """A real journal file: journal export format written by systemd-journal-remote."""
+    now = time.time()
+    export = []
+    for i, (age_s, message) in enumerate(entries):
+        export += [f"__CURSOR=s=opscheck;i={i}", f"__REALTIME_TIMESTAMP={int((now - age_s) * 1e6)}",
+                   f"__MONOTONIC_TIMESTAMP={1000 + i}", "_BOOT_ID=0123456789abcdef0123456789abcdef",
+                   f"_SYSTEMD_UNIT={unit}", "_HOSTNAME=selftest", "SYSLOG_IDENTIFIER=app", "PRIORITY=6",
+                   f"MESSAGE={message}", ""]
+    (directory / "export").write_text("\n".join(export) + "\n")
+    subprocess.run(["/lib/systemd/systemd-journal-remote", f"--output={directory}/remote.journal",
+                    str(directory / "export")], check=True, capture_output=True, timeout=30)
+
+
+def test_journald_unit_windows(tmp_path):
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    _journal(journal, "event-processor.service", [
+        (7200, "TASK_PANIC two hours ago, before the window"),
+        (600, "Listening for PostgreSQL NOTIFY events on channel 'new_event'"),
+        (60, "ERROR TASK_PANIC in worker 3"),
+    ])
+    source = {"name": "processor", "host": "here", "unit": "event-processor.service", "journal_dir": str(journal)}
+    inventory = {"environment": "selftest-journal", "hosts": [{"name": "here", "spec": "local://"}], "logs": [
+        {**source, "forbidden": [{"name": "panic", "pattern": "TASK_PANIC", "window": "1h"}],
+         "required": [{"name": "listener", "pattern": "Listening for PostgreSQL NOTIFY", "window": "1h"},
+                      {"name": "recent-listener", "pattern": "Listening for PostgreSQL NOTIFY", "window": "5m"}]},
+        {**source, "name": "other-unit", "unit": "nothing.service",
+         "required": [{"name": "alive", "pattern": ".", "window": "24h"}]},
+    ]}
+    result = run_suite(inventory, tmp_path / "run", "-m", "logs")
+    result.assert_failed("test_log_forbidden_pattern_absent[processor:panic]", "1 line(s) matching",
+                         "ERROR TASK_PANIC in worker 3")
+    result.assert_passed("test_log_required_pattern_present[processor:listener]")
+    result.assert_failed("test_log_required_pattern_present[processor:recent-listener]", "0 line(s) matching")
+    result.assert_failed("test_log_required_pattern_present[other-unit:alive]", "journal of nothing.service")
