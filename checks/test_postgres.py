@@ -5,7 +5,7 @@ Queries run read-only (fixtures/postgres.py) as a least-privilege role with pg_m
 
 import pytest
 
-from fixtures.checking import expect, fmt, holds, pct
+from fixtures.checking import expect, fmt, holds, increase, pct
 from fixtures.postgres import expected_heads, recorded_revisions
 
 pytestmark = [pytest.mark.database]
@@ -197,7 +197,7 @@ def test_postgres_no_new_deadlocks(postgres, pg, state, remember):
     key = f"postgres:{postgres.name}:deadlocks"
     remember(key, total)
     previous = state.get(key)
-    new = total - previous if previous is not None and total >= previous else 0
+    new = increase(previous, total)
     expect(new <= postgres.deadlocks_max,
            f"{pg.shown}: {new} new deadlock(s) since the last run ({previous} -> {total}) "
            f"> limit {postgres.deadlocks_max}")
@@ -573,3 +573,25 @@ def test_postgres_connections_use_tls(pg_tls, pg):
                       "AND NOT s.ssl")
     expect(n == 0, f"{pg.shown}: {n} client connection(s) without TLS: " + ", ".join(
         f"pid {r['pid']} {r['usename']} ({r['application_name'] or 'no app name'})" for r in rows))
+
+
+@pytest.mark.p2
+@pytest.mark.weekly
+@pytest.mark.security
+@pytest.mark.runbook(
+    "opscheck connects with more rights than it needs. Create the least-privilege role of the "
+    "README (pg_monitor and SELECT only) and put it in the DSN: a check role that can write "
+    "turns a pasted runbook line into an outage."
+)
+def test_postgres_role_least_privilege(postgres, pg):
+    row = pg.query(
+        "SELECT current_user AS role, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication, "
+        "(SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        " WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        " AND (pg_has_role(c.relowner, 'USAGE') "
+        "      OR has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE'))) AS writable "
+        "FROM pg_roles r WHERE r.rolname = current_user")[0]
+    rights = [name for name in ("rolsuper", "rolcreaterole", "rolcreatedb", "rolreplication") if row[name]]
+    if row["writable"]:
+        rights.append(f"can write {row['writable']} table(s) in {pg.scalar('SELECT current_database()')}")
+    expect(not rights, f"{pg.shown}: role {row['role']} has {', '.join(rights)}: a check role needs none")

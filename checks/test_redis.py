@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from fixtures.checking import expect, fmt, pct
+from fixtures.checking import expect, fmt, increase, pct
 
 pytestmark = [pytest.mark.redis]
 
@@ -138,7 +138,7 @@ def test_redis_blocked_clients_below_limit(redis_blocked_limit, rd):
     expect(blocked <= limit, f"{rd.shown}: {blocked} blocked clients > limit {limit}")
 
 
-def _increase(rd, redis, field: str, state, remember) -> tuple[int, int | None]:
+def _counter(rd, redis, field: str, state, remember) -> tuple[int, int | None]:
     value = int(rd.info("stats")[field])
     key = f"redis:{redis.name}:{field}"
     remember(key, value)
@@ -152,8 +152,8 @@ def _increase(rd, redis, field: str, state, remember) -> tuple[int, int | None]:
                      "(queued jobs are lost with a volatile/allkeys policy). Raise maxmemory or "
                      "find what grew.")
 def test_redis_no_new_evictions(redis, rd, state, remember):
-    value, previous = _increase(rd, redis, "evicted_keys", state, remember)
-    new = value - previous if previous is not None and value >= previous else 0
+    value, previous = _counter(rd, redis, "evicted_keys", state, remember)
+    new = increase(previous, value)
     expect(new == 0, f"{rd.shown}: {fmt(new)} keys evicted since the last run ({previous} -> {value})")
 
 
@@ -162,8 +162,8 @@ def test_redis_no_new_evictions(redis, rd, state, remember):
 @pytest.mark.runbook("Redis refused connections since the last run (maxclients reached): clients "
                      "got errors. Look at connected_clients and connection leaks.")
 def test_redis_no_new_rejected_connections(redis, rd, state, remember):
-    value, previous = _increase(rd, redis, "rejected_connections", state, remember)
-    new = value - previous if previous is not None and value >= previous else 0
+    value, previous = _counter(rd, redis, "rejected_connections", state, remember)
+    new = increase(previous, value)
     expect(new == 0, f"{rd.shown}: {fmt(new)} connections rejected since the last run ({previous} -> {value})")
 
 

@@ -45,6 +45,23 @@ CASES = {
         "hosts:\n  - name: web\n",
         ["inventory.yml:1:", "environment", "Field required"],
     ),
+    "unknown_yaml_tag": (
+        f"environment: prod\ndescription: !vault |\n  {SECRET}\n",
+        ["inventory.yml:2:", "YAML syntax error", "!vault"],
+    ),
+    "placeholder_url_not_adhoc": (
+        "environment: prod\nhttp:\n  - name: workflow\n    url: https://api/workflows/{workflow_id}\n",
+        ["inventory.yml:3:", "http[0]", "needs schedule [adhoc]"],
+    ),
+    "dangling_reference": (
+        "environment: prod\nlogs:\n  - name: app\n    host: web9\n    file: /var/log/app.log\n",
+        ["logs 'app': host: 'web9' is not a target of the hosts section"],
+    ),
+    "assertion_with_side_effects": (
+        "environment: prod\npostgres:\n  - name: main\n    dsn: postgresql://u@db/app\n    assertions:\n"
+        "      - name: kill-idle\n        query: SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity\n",
+        ["postgres[0].assertions[0]", "calls pg_terminate_backend"],
+    ),
     "bad_severity_override": (
         "environment: prod\nhosts:\n  - name: web\n    severity_overrides: {test_memory_available: p9}\n",
         ["inventory.yml:4:", "hosts[0].severity_overrides.test_memory_available"],
@@ -62,6 +79,16 @@ def test_bad_inventory_stops_the_run(case, run_checks):
     assert "Traceback" not in result.output
     assert SECRET not in result.output
     assert not result.summary, "no check may run"
+
+
+def test_inventory_that_is_not_utf8(tmp_path):
+    path = tmp_path / "latin1.yml"
+    path.write_bytes("environment: caf\xe9\n".encode("latin-1"))
+    proc = subprocess.run([sys.executable, "-m", "pytest", f"--inventory={path}", f"--reports-dir={tmp_path}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 4, output
+    assert "not UTF-8 text" in output and "Traceback" not in output
 
 
 def test_missing_inventory_file(run_checks, tmp_path):

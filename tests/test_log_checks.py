@@ -79,7 +79,6 @@ def runs(log_containers, log_file, tmp_path_factory):
             {"name": "biglog", "docker": "engine", "container": "biglog", "max_bytes": 1048576,
              "required": [{"name": "notify_listener", "pattern": "Listening for PostgreSQL NOTIFY",
                            "window": "start"}]},
-            {"name": "nowhere", "docker": "missing-engine", "container": "logger", **_patterns(required=False)},
             {"name": "app-file", "host": "here", "file": str(log_file),
              "forbidden": [{"name": "task_panic", "pattern": "TASK_PANIC"}],
              "required": [{"name": "scheduler_alive", "pattern": "scheduler"}]},
@@ -134,10 +133,12 @@ def test_huge_log_is_capped_and_says_so(runs):
     assert duration < 10, f"reading the capped window of 100 MB of logs took {duration} s"
 
 
-def test_missing_engine_is_named(runs):
-    first, _ = runs
-    first.assert_failed("test_log_forbidden_pattern_absent[nowhere:task_panic]",
-                        "no docker target named 'missing-engine'")
+def test_missing_engine_stops_the_run(tmp_path):
+    inventory = {"environment": "selftest-logs-bad", "logs": [
+        {"name": "nowhere", "docker": "missing-engine", "container": "logger", **_patterns(required=False)}]}
+    result = run_suite(inventory, tmp_path, "-m", "logs")
+    assert result.rc == 4 and not result.summary, result.output
+    assert "logs 'nowhere': docker: 'missing-engine' is not a target of the docker section" in result.output
 
 
 def test_second_run_reads_only_since_the_last_run(runs):

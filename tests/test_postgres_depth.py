@@ -115,6 +115,7 @@ def broken(server, tmp_path_factory):
         {"name": "slow", "dsn": dsn(server), "slow_statement_max_ms": 10, "slow_statement_min_calls": 10},
         {"name": "plain", "dsn": dsn(server), "require_tls": True},
         {"name": "blind", "dsn": dsn(server, user="blind", password="blind-pw-1234")},
+        {"name": "superuser", "dsn": f"host={server.dir} port={server.port} user=postgres dbname=app"},
     ]}
     return run_suite(inventory, tmp_path_factory.mktemp("broken"))
 
@@ -181,6 +182,12 @@ def test_slow_statements_fail_and_absent_extension_is_deselected(broken):
 
 def test_plain_connection_fails_required_tls(broken):
     broken.assert_failed("test_postgres_connections_use_tls[plain]", "ssl=False", "sslmode=")
+
+
+def test_check_role_with_rights_fails_least_privilege(broken, healthy):
+    healthy.assert_passed("test_postgres_role_least_privilege[app]")
+    broken.assert_failed("test_postgres_role_least_privilege[superuser]", "role postgres has rolsuper",
+                         "can write")
 
 
 def test_role_without_pg_monitor_cannot_pass_activity_checks(broken):

@@ -1,0 +1,45 @@
+"""Secrets never reach a report: every form a credential takes in an inventory is registered
+and masked (libpq key=value DSNs with spaces or quotes, passwords in URL queries, tokens,
+Basic auth headers, ssh:// host specs), and waived failures are redacted too."""
+
+import pytest
+
+from fixtures import redact
+from tests.conftest import run_suite
+from tests.servers import closed_port
+
+FORMS = [
+    ("host=db user=ops password = s3cret-spaced", "s3cret-spaced"),
+    ("host=db password='my quoted secret' user=ops", "my quoted secret"),
+    ("postgresql://ops@db/app?password=s3cret-in-query", "s3cret-in-query"),
+    ("redis://db:6379/0?password=redis-query-pw", "redis-query-pw"),
+    ("https://api.example/health?token=tok-123456&page=2", "tok-123456"),
+    ("Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA=="),
+    ("ssh://deploy:ssh-pass-99@web1", "ssh-pass-99"),
+]
+
+
+@pytest.mark.parametrize("value, secret", FORMS)
+def test_every_form_is_registered_and_masked(value, secret):
+    redact.register(value)
+    assert secret not in redact.redact(f"failure: {value} ({secret})")
+    assert secret not in redact.mask_url(value)
+
+
+def test_dsn_and_header_secrets_stay_out_of_every_report(tmp_path):
+    port = closed_port()
+    inventory = {
+        "environment": "selftest-redaction",
+        "postgres": [{"name": "kv", "dsn": f"host=127.0.0.1 port={port} user=ops password = 'kv secret pw'"},
+                     {"name": "query", "dsn": f"postgresql://ops@127.0.0.1:{port}/app?password=query-secret-pw"}],
+        "http": [{"name": "api", "url": f"http://127.0.0.1:{port}/health?token=url-token-777",
+                  "headers": {"Authorization": "Basic YWRtaW46aHVudGVyMg=="}}],
+        "hosts": [{"name": "web", "spec": f"ssh://deploy:host-pass-55@127.0.0.1:{port}", "timeout": 2}],
+    }
+    result = run_suite(inventory, tmp_path)
+    assert result.rc == 1, result.output
+    assert result.outcome("test_postgres_select_1[kv]") == "failed"
+    texts = [result.output] + [p.read_text(errors="replace") for p in tmp_path.rglob("*")
+                               if p.is_file() and p.suffix in (".json", ".xml", ".html")]
+    for secret in ("kv secret pw", "query-secret-pw", "url-token-777", "YWRtaW46aHVudGVyMg==", "host-pass-55"):
+        assert not any(secret in text for text in texts), f"{secret} leaked"
