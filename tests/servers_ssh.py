@@ -16,7 +16,8 @@ from tests.servers import Service, free_port
 class SshServer(Service):
     """sshd -D on 127.0.0.1 that lets root in with a generated key (and nothing else)."""
 
-    def __init__(self):
+    def __init__(self, extra_config: str = ""):
+        self.extra_config = extra_config  # more sshd_config lines (SetEnv DOCKER_HOST=...)
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="opscheck-ssh-", dir="/tmp")
         self.proc: subprocess.Popen | None = None
@@ -43,6 +44,7 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 StrictModes no
 UsePAM no
+{self.extra_config}
 """)
         with open(self._path("ssh_config"), "w") as f:
             f.write(f"""Host *

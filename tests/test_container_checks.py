@@ -3,11 +3,13 @@
 image, not redeployed, a Compose project with a service missing and one under-scaled)."""
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.conftest import run_suite
+from tests.servers import closed_port
 from tests.servers_docker import IMAGE, docker_server  # noqa: F401 - the session's engine
 
 # starting a private engine and a dozen containers is charged to the first test
@@ -210,3 +212,27 @@ def test_restart_since_the_last_run_fails(containers, tmp_path):
     second = run_suite(inventory, tmp_path, "-k", "restart_count_stable")
     second.assert_passed("test_container_restart_count_stable[loop:web]")
     second.assert_failed("test_container_restart_count_stable[loop:flaky]", "since the last run")
+
+
+def test_engine_over_ssh(containers, tmp_path):
+    """ssh://: the SDK runs `ssh ... docker system dial-stdio` (as the docker CLI does), so the
+    engine is whatever DOCKER_HOST the remote login gets: here a real sshd on loopback whose
+    sessions point at the private engine. ssh finds its key and options through ~/.ssh/config
+    on a real runner; here a wrapper in PATH adds `-F` with the test's config."""
+    from tests.servers_ssh import SshServer
+
+    with SshServer(extra_config=f"SetEnv DOCKER_HOST={containers.url}") as sshd:
+        wrappers = tmp_path / "bin"
+        wrappers.mkdir()
+        (wrappers / "ssh").write_text(f'#!/bin/sh\nexec /usr/bin/ssh -F {sshd._path("ssh_config")} "$@"\n')
+        (wrappers / "ssh").chmod(0o755)
+        inventory = {"environment": "selftest-docker-ssh", "docker": [
+            {"name": "remote", "engine": f"ssh://root@127.0.0.1:{sshd.port}", "containers": [{"name": "web"}]},
+            {"name": "remote-down", "engine": f"ssh://root@127.0.0.1:{closed_port()}", "timeout": 3,
+             "containers": [{"name": "web"}]},
+        ]}
+        result = run_suite(inventory, tmp_path / "run", "-m", "containers", "-k", "reachable or running",
+                           env={"PATH": f"{wrappers}:{os.environ['PATH']}"})
+    result.assert_passed("test_docker_engine_reachable[remote]", "test_container_running[remote:web]")
+    result.assert_failed("test_docker_engine_reachable[remote-down]", "cannot connect")
+    result.assert_failed("test_container_running[remote-down:web]", "blocked:")
