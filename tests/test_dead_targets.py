@@ -68,3 +68,17 @@ def test_blackholed_address_fails_after_one_timeout(tmp_path):
     first = [c for c in result.checks.values() if "blocked:" not in c["message"]]
     assert len(first) == 1 and "timeout" in first[0]["message"].lower(), first
     assert sum(c["duration"] for c in result.checks.values()) < 2 * TIMEOUT + 2
+
+
+def test_silent_api_costs_one_attempt_for_all_key_checks(silent, tmp_path):
+    """The API-key checks make their own requests: the first timeout blocks the others."""
+    inventory = {"environment": "selftest-dead-api", "http": [{
+        "name": "api", "url": f"http://127.0.0.1:{silent.port}/v1/me", "timeout": 1,
+        "security": {"hsts_min_max_age": None, "nosniff": False, "absent_headers": [], "server_version_hidden": False,
+                     "api_key": {"key": "${DEAD_API_KEY}", "revoked_key": "${DEAD_REVOKED_KEY}"}}}]}
+    result = run_suite(inventory, tmp_path, "-k", "api_key or revoked",
+                       env={"DEAD_API_KEY": "sk_test_Dead123", "DEAD_REVOKED_KEY": "sk_test_Revoked456"})
+    key_checks = [c for c in result.checks.values() if c["outcome"] == "failed"]
+    assert len(key_checks) == 3, result.output
+    assert sum("blocked:" in c["message"] for c in key_checks) == 2, [c["message"] for c in key_checks]
+    assert silent.accepts == 1, f"{silent.accepts} connection attempts"
