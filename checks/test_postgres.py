@@ -5,7 +5,7 @@ Queries run read-only (fixtures/postgres.py) as a least-privilege role with pg_m
 
 import pytest
 
-from fixtures.checking import expect, fmt, holds, increase, pct
+from fixtures.checking import expect, fmt, growth_since_last_run, holds, pct
 from fixtures.postgres import expected_heads, recorded_revisions
 
 pytestmark = [pytest.mark.database]
@@ -194,10 +194,7 @@ def test_postgres_lock_waits_below_critical(postgres, pg):
 )
 def test_postgres_no_new_deadlocks(postgres, pg, state, remember):
     total = int(pg.scalar("SELECT coalesce(sum(deadlocks), 0) FROM pg_stat_database"))
-    key = f"postgres:{postgres.name}:deadlocks"
-    remember(key, total)
-    previous = state.get(key)
-    new = increase(previous, total)
+    new, previous = growth_since_last_run(state, remember, f"postgres:{postgres.name}:deadlocks", total)
     expect(new <= postgres.deadlocks_max,
            f"{pg.shown}: {new} new deadlock(s) since the last run ({previous} -> {total}) "
            f"> limit {postgres.deadlocks_max}")

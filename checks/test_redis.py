@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from fixtures.checking import expect, fmt, increase, pct
+from fixtures.checking import expect, fmt, growth_since_last_run, pct
 
 pytestmark = [pytest.mark.redis]
 
@@ -138,12 +138,11 @@ def test_redis_blocked_clients_below_limit(redis_blocked_limit, rd):
     expect(blocked <= limit, f"{rd.shown}: {blocked} blocked clients > limit {limit}")
 
 
-def _counter(rd, redis, field: str, state, remember) -> tuple[int, int | None]:
+def _new_since_last_run(rd, redis, field: str, state, remember) -> tuple[float, str]:
+    """(growth of the INFO stats counter `field` since the last run, 'previous -> now')."""
     value = int(rd.info("stats")[field])
-    key = f"redis:{redis.name}:{field}"
-    remember(key, value)
-    previous = state.get(key)
-    return value, previous
+    new, previous = growth_since_last_run(state, remember, f"redis:{redis.name}:{field}", value)
+    return new, f"({previous} -> {value})"
 
 
 @pytest.mark.p2
@@ -152,9 +151,8 @@ def _counter(rd, redis, field: str, state, remember) -> tuple[int, int | None]:
                      "(queued jobs are lost with a volatile/allkeys policy). Raise maxmemory or "
                      "find what grew.")
 def test_redis_no_new_evictions(redis, rd, state, remember):
-    value, previous = _counter(rd, redis, "evicted_keys", state, remember)
-    new = increase(previous, value)
-    expect(new == 0, f"{rd.shown}: {fmt(new)} keys evicted since the last run ({previous} -> {value})")
+    new, change = _new_since_last_run(rd, redis, "evicted_keys", state, remember)
+    expect(new == 0, f"{rd.shown}: {fmt(new)} keys evicted since the last run {change}")
 
 
 @pytest.mark.p1
@@ -162,9 +160,8 @@ def test_redis_no_new_evictions(redis, rd, state, remember):
 @pytest.mark.runbook("Redis refused connections since the last run (maxclients reached): clients "
                      "got errors. Look at connected_clients and connection leaks.")
 def test_redis_no_new_rejected_connections(redis, rd, state, remember):
-    value, previous = _counter(rd, redis, "rejected_connections", state, remember)
-    new = increase(previous, value)
-    expect(new == 0, f"{rd.shown}: {fmt(new)} connections rejected since the last run ({previous} -> {value})")
+    new, change = _new_since_last_run(rd, redis, "rejected_connections", state, remember)
+    expect(new == 0, f"{rd.shown}: {fmt(new)} connections rejected since the last run {change}")
 
 
 # --- persistence and replication ----------------------------------------------------------

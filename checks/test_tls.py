@@ -99,14 +99,18 @@ def _expiry(endpoint, tls, limit: float, level: str):
                 certs += [("client", c) for c in load_pem_certs(f.read(), f"client_cert {endpoint.client_cert}")[:1]]
         except OSError as exc:
             expect(False, f"{endpoint.shown}: cannot read client_cert {endpoint.client_cert}: {exc.strerror}")
-    short = []
-    for role, cert in certs:
-        left = days_left(cert)
-        if left < 0:
-            short.append(f"{role} certificate {describe(cert)} EXPIRED {-left:.1f} days ago")
-        elif left < limit:
-            short.append(f"{role} certificate {describe(cert)} expires in {left:.1f} days < {level} {limit:g} days")
-    expect(not short, f"{endpoint.shown}: " + "; ".join(short))
+    short = [_expiring(f"{role} certificate", cert, limit, level) for role, cert in certs]
+    expect(not any(short), f"{endpoint.shown}: " + "; ".join(filter(None, short)))
+
+
+def _expiring(label: str, cert, limit: float, level: str) -> str | None:
+    """Why `cert` fails an expiry limit (expired always does), or None."""
+    left = days_left(cert)
+    if left < 0:
+        return f"{label} {describe(cert)} EXPIRED {-left:.1f} days ago"
+    if left < limit:
+        return f"{label} {describe(cert)} expires in {left:.1f} days < {level} {limit:g} days"
+    return None
 
 
 @pytest.mark.p2
@@ -307,15 +311,9 @@ def test_certificate_file_valid(certificate_files, cert_reader):
 
 
 def _file_expiry(target, reader, limit: float, level: str):
-    short = []
-    for path in filter(None, (target.cert, target.ca)):
-        for cert in _file_certs(target, reader, path):
-            left = days_left(cert)
-            if left < 0:
-                short.append(f"{path}: {describe(cert)} EXPIRED {-left:.1f} days ago")
-            elif left < limit:
-                short.append(f"{path}: {describe(cert)} expires in {left:.1f} days < {level} {limit:g} days")
-    expect(not short, f"{reader.shown}: " + "; ".join(short))
+    short = [_expiring(f"{path}:", cert, limit, level)
+             for path in filter(None, (target.cert, target.ca)) for cert in _file_certs(target, reader, path)]
+    expect(not any(short), f"{reader.shown}: " + "; ".join(filter(None, short)))
 
 
 @pytest.mark.p2
