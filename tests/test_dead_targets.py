@@ -82,3 +82,13 @@ def test_silent_api_costs_one_attempt_for_all_key_checks(silent, tmp_path):
     assert len(key_checks) == 3, result.output
     assert sum("blocked:" in c["message"] for c in key_checks) == 2, [c["message"] for c in key_checks]
     assert silent.accepts == 1, f"{silent.accepts} connection attempts"
+
+
+def test_xdist_run_without_postgres_checks_never_connects(silent, tmp_path):
+    """`-m redis -n 2` with a PostgreSQL target in the inventory: no connection attempt at all."""
+    inventory = {"environment": "selftest-dead-unselected",
+                 "postgres": [ten_postgres_checks("silent", f"postgresql://u:p@127.0.0.1:{silent.port}/db")],
+                 "hosts": [{"name": "here"}]}
+    result = run_suite(inventory, tmp_path, "-m", "host", "-n", "2")
+    assert result.checks and not any("postgres" in check for check in result.checks), result.output
+    assert silent.accepts == 0, f"{silent.accepts} connection attempts to an unselected target"
