@@ -1,9 +1,9 @@
-"""Wires the opscheck plugin in: inventory options, fixtures, marker rules, reports.
+"""The opscheck project's pytest glue: each family's fixtures, from fixtures/<stem>.py.
 
-An installed opscheck (pip install -e .) loads the plugin through its pytest11 entry
-point, early enough for --inventory PATH to parse; a bare checkout loads it here.
+The plugin itself (opscheck.plugin) is loaded by the installed package's pytest11 entry
+point; the families to load come from its registry (opscheck.families.FAMILIES).
 """
 
-import sys
+from opscheck.families import fixture_modules
 
-pytest_plugins = [] if "fixtures.plugin" in sys.modules else ["fixtures.plugin"]
+pytest_plugins = fixture_modules()

@@ -33,30 +33,57 @@ PAIRS = [
     ("sequence", ["--warning=85%", "--critical=95%"], "sequences_below_warning"),
     ("disabled_triggers", ["--warning=1", "--critical=1"], "no_disabled_triggers"),
 ]
-LIMITS = {"long_query_warn_s": 1, "long_query_crit_s": 2, "idle_in_transaction_max_s": 1,
-          "transaction_max_s": 1, "lock_wait_warn_s": 1, "lock_wait_crit_s": 2}
+LIMITS = {
+    "long_query_warn_s": 1,
+    "long_query_crit_s": 2,
+    "idle_in_transaction_max_s": 1,
+    "transaction_max_s": 1,
+    "lock_wait_warn_s": 1,
+    "lock_wait_crit_s": 2,
+}
 
 
 def check_postgres(server, action, thresholds) -> str:
     env = {**os.environ, "PGPASSWORD": PASSWORD}
-    proc = subprocess.run(["check_postgres", f"--action={action}", "-H", "127.0.0.1", "-p", str(server.port),
-                           "-u", "opscheck", "-db", "app", *thresholds], capture_output=True, text=True,
-                          timeout=30, env=env)
+    proc = subprocess.run(
+        [
+            "check_postgres",
+            f"--action={action}",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            str(server.port),
+            "-u",
+            "opscheck",
+            "-db",
+            "app",
+            *thresholds,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
     return proc.stdout.split(":")[0].replace("POSTGRES_", "").split()[-1] if proc.stdout else proc.stderr[:60]
 
 
 def opscheck(server, workdir) -> dict:
-    inventory = {"environment": "compare", "postgres": [
-        {"name": "app", "dsn": server.dsn("opscheck", PASSWORD, "app"), **LIMITS}]}
+    inventory = {
+        "environment": "compare",
+        "postgres": [{"name": "app", "dsn": server.dsn("opscheck", PASSWORD, "app"), **LIMITS}],
+    }
     result = run_suite(inventory, Path(tempfile.mkdtemp(dir=workdir)))
     return {cid.split("[")[0].removeprefix("test_postgres_"): c["outcome"] for cid, c in result.checks.items()}
 
 
 def broken_state(server):
     conninfo = f"host={server.dir} port={server.port} user=postgres dbname=app"
-    server.psql("CREATE SEQUENCE nearly MAXVALUE 100; SELECT setval('nearly', 90); "
-                "GRANT SELECT ON SEQUENCE nearly TO opscheck; "
-                "ALTER TABLE t DISABLE TRIGGER t_touch", dbname="app")
+    server.psql(
+        "CREATE SEQUENCE nearly MAXVALUE 100; SELECT setval('nearly', 90); "
+        "GRANT SELECT ON SEQUENCE nearly TO opscheck; "
+        "ALTER TABLE t DISABLE TRIGGER t_touch",
+        dbname="app",
+    )
     idle = psycopg.connect(conninfo)
     idle.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
     sleeper = psycopg.connect(conninfo, autocommit=True)
@@ -77,10 +104,13 @@ def main():
     with PostgresServer() as server:
         server.create_monitor_role("opscheck", PASSWORD)
         server.psql("CREATE DATABASE app")
-        server.psql("CREATE TABLE t (n int); CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS "
-                    "$$ BEGIN RETURN NEW; END $$; CREATE TRIGGER t_touch BEFORE INSERT ON t "
-                    "FOR EACH ROW EXECUTE FUNCTION touch(); GRANT SELECT ON ALL TABLES IN SCHEMA public "
-                    "TO opscheck", dbname="app")
+        server.psql(
+            "CREATE TABLE t (n int); CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RETURN NEW; END $$; CREATE TRIGGER t_touch BEFORE INSERT ON t "
+            "FOR EACH ROW EXECUTE FUNCTION touch(); GRANT SELECT ON ALL TABLES IN SCHEMA public "
+            "TO opscheck",
+            dbname="app",
+        )
         print(f"{'state':8} {'check_postgres action':20} {'check_postgres':14} {'opscheck check':28} opscheck")
         for state in ("healthy", "broken"):
             held = broken_state(server) if state == "broken" else []

@@ -24,8 +24,10 @@ TEN_CHECKS = ["-k", "select_1 or connections_below or sql_assertion"]
 
 def target(dsn: str) -> dict:
     assertions = [{"name": f"a{i}", "query": f"SELECT {i}", "op": "==", "value": i} for i in range(7)]
-    return {"environment": "bench-dead",
-            "postgres": [{"name": "dead", "dsn": dsn, "timeout": 2, "assertions": assertions}]}
+    return {
+        "environment": "bench-dead",
+        "postgres": [{"name": "dead", "dsn": dsn, "timeout": 2, "assertions": assertions}],
+    }
 
 
 def measure(label: str, dsn: str, counter=None) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fixtures.docker import Docker, DockerEngine  # noqa: E402
+from opscheck.families.docker import Docker, DockerEngine  # noqa: E402
 from tests.servers_docker import DockerEngineServer  # noqa: E402
 
 
@@ -51,9 +51,20 @@ def suite_memory(server: DockerEngineServer, container: str) -> tuple[float, flo
             f"logs:\n  - name: {container}\n    docker: engine\n    container: {container}\n"
             "    forbidden: [{name: task_panic, pattern: TASK_PANIC}]\n"
             "    required: [{name: listener, pattern: 'Listening for PostgreSQL NOTIFY', window: start}]\n"
-            "    error_rate: {}\n")
-        command = [sys.executable, "-m", "pytest", f"--inventory={inventory}", f"--reports-dir={tmp}/r",
-                   "-m", "logs", "-q", "-p", "no:cacheprovider"]
+            "    error_rate: {}\n"
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            f"--inventory={inventory}",
+            f"--reports-dir={tmp}/r",
+            "-m",
+            "logs",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ]
         start = time.perf_counter()
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         proc = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True)
@@ -77,11 +88,16 @@ def main() -> None:
             concurrent, serial = sweep(server, names[:count])
             print(f"| {count} | {concurrent:.2f} | {serial:.2f} |")
 
-        server.run_many({
-            "small": ("echo 'Listening for PostgreSQL NOTIFY events'; echo ERROR one; sleep 100000", {}),
-            "biglog": ("echo 'Listening for PostgreSQL NOTIFY events'; yes \"$(head -c 1000 /dev/zero | tr '\\0' x)\" "
-                       "| head -c 100000000; echo; echo done; sleep 100000", {}),
-        })
+        server.run_many(
+            {
+                "small": ("echo 'Listening for PostgreSQL NOTIFY events'; echo ERROR one; sleep 100000", {}),
+                "biglog": (
+                    "echo 'Listening for PostgreSQL NOTIFY events'; yes \"$(head -c 1000 /dev/zero | tr '\\0' x)\" "
+                    "| head -c 100000000; echo; echo done; sleep 100000",
+                    {},
+                ),
+            }
+        )
         server.wait("biglog", lambda a: b"done" in server.client.api.logs("biglog", tail=1), 120, "100 MB logged")
         print()
         print("| log window | wall (s) | log checks (s) | pytest max RSS (MiB) |")

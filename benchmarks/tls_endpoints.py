@@ -34,8 +34,16 @@ def main() -> None:
         chain = pki.chain_file(leaf, pki.intermediate)
         sites = {f"site{i:02d}": Site(chain, leaf.key_path) for i in range(20)}
         with Nginx(sites):
-            targets = [{"name": n, "host": "127.0.0.1", "port": s.port, "server_name": "localhost",
-                        "ca_file": str(pki.ca_file)} for n, s in sites.items()]
+            targets = [
+                {
+                    "name": n,
+                    "host": "127.0.0.1",
+                    "port": s.port,
+                    "server_name": "localhost",
+                    "ca_file": str(pki.ca_file),
+                }
+                for n, s in sites.items()
+            ]
             print(f"{'case':<44} {'wall s':>7} {'checks s':>9} {'n':>4} {'failed':>6}")
             cases = [
                 ("1 endpoint, test_tls_handshake only", targets[:1], ["-k", "test_tls_handshake"]),

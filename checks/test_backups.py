@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from fixtures.checking import expect, fmt
+from opscheck.core.checking import expect, fmt
 
 pytestmark = [pytest.mark.backup]
 
@@ -35,9 +35,11 @@ def _newest(backup, backup_files):
 def test_backup_recent(backup, backup_files):
     newest = _newest(backup, backup_files)
     age = newest.age(datetime.now(UTC))
-    expect(age <= backup.max_age(),
-           f"{backup_files.shown}: newest backup {newest.path} is {_age(age)} old "
-           f"(written {newest.mtime:%Y-%m-%d %H:%M} UTC) > {backup.period} limit {_age(backup.max_age())}")
+    expect(
+        age <= backup.max_age(),
+        f"{backup_files.shown}: newest backup {newest.path} is {_age(age)} old "
+        f"(written {newest.mtime:%Y-%m-%d %H:%M} UTC) > {backup.period} limit {_age(backup.max_age())}",
+    )
 
 
 @pytest.mark.p1
@@ -49,9 +51,11 @@ def test_backup_recent(backup, backup_files):
 )
 def test_backup_size_above_minimum(backup, backup_files):
     newest = _newest(backup, backup_files)
-    expect(newest.size > backup.min_size_bytes,
-           f"{backup_files.shown}: newest backup {newest.path} is {fmt(newest.size)} bytes "
-           f"<= minimum {fmt(backup.min_size_bytes)} bytes")
+    expect(
+        newest.size > backup.min_size_bytes,
+        f"{backup_files.shown}: newest backup {newest.path} is {fmt(newest.size)} bytes "
+        f"<= minimum {fmt(backup.min_size_bytes)} bytes",
+    )
 
 
 @pytest.mark.p1
@@ -66,6 +70,8 @@ def test_backup_checksum_matches(backup_checksum, backup_files):
     algorithm = backup_checksum.checksum
     actual, recorded = backup_files.checksum(newest, algorithm)
     expect(recorded is not None, f"{backup_files.shown}: {newest.path}.{algorithm} is missing")
-    expect(actual.lower() == recorded,
-           f"{backup_files.shown}: {algorithm} of {newest.path} is {actual}, but {newest.path}.{algorithm} "
-           f"says {recorded}")
+    expect(
+        actual.lower() == recorded,
+        f"{backup_files.shown}: {algorithm} of {newest.path} is {actual}, but {newest.path}.{algorithm} "
+        f"says {recorded}",
+    )

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from fixtures.checking import expect
-from fixtures.checklists import FUTURE_SLACK, INCIDENT_PARAM, signoff_command
+from opscheck.core.checking import expect
+from opscheck.families.checklists import FUTURE_SLACK, INCIDENT_PARAM, signoff_command
 
 pytestmark = [pytest.mark.ops]
 
@@ -30,18 +30,29 @@ def test_checklist_signed_off(checklist_item, signoffs):
     item, now = checklist_item, datetime.now(UTC)
     what = f'checklist "{item.checklist}": {item.name}' + (f" ({item.description})" if item.description else "")
     record = signoffs.records.get(item.name)
-    expect(record is not None, f"{what}: no sign-off recorded in {signoffs.path}; record one with: "
-                               f"{signoff_command(item.name, signoffs.inventory_path)}")
-    signed = (f"signed by {record.by} at {record.at.astimezone(UTC):%Y-%m-%d %H:%M} UTC "
-              f"({record.outcome}{': ' + record.reason if record.reason else ''})")
+    expect(
+        record is not None,
+        f"{what}: no sign-off recorded in {signoffs.path}; record one with: "
+        f"{signoff_command(item.name, signoffs.inventory_path)}",
+    )
+    signed = (
+        f"signed by {record.by} at {record.at.astimezone(UTC):%Y-%m-%d %H:%M} UTC "
+        f"({record.outcome}{': ' + record.reason if record.reason else ''})"
+    )
     expect(record.at <= now + FUTURE_SLACK, f"{what}: {signed}, which is in the future (clock or typo)")
     period = item.period()
     if period is not None:
         age = now - record.at
-        expect(age <= period, f"{what}: last {signed}, {_days(age)} ago > period {_days(period)}; record a "
-                              f"new one with: {signoff_command(item.name, signoffs.inventory_path)}")
+        expect(
+            age <= period,
+            f"{what}: last {signed}, {_days(age)} ago > period {_days(period)}; record a "
+            f"new one with: {signoff_command(item.name, signoffs.inventory_path)}",
+        )
     else:
         start = signoffs.incident_start
         expect(start is not None, f"{what}: adhoc item needs --param {INCIDENT_PARAM}=TIME")
-        expect(record.at >= start, f"{what}: last {signed}, before the incident start "
-                                   f"{start.astimezone(UTC):%Y-%m-%d %H:%M} UTC; sign it for this incident")
+        expect(
+            record.at >= start,
+            f"{what}: last {signed}, before the incident start "
+            f"{start.astimezone(UTC):%Y-%m-%d %H:%M} UTC; sign it for this incident",
+        )

@@ -5,9 +5,11 @@ stderr without 2>&1) and patterns are Python regular expressions (the runbook's
 `grep -E "CreateTask\\|ExecuteTask"` matches nothing: under -E, `\\|` is a literal bar).
 """
 
+from datetime import UTC, datetime
+
 import pytest
 
-from fixtures.checking import expect, fmt
+from opscheck.core.checking import expect, fmt
 
 pytestmark = [pytest.mark.logs]
 
@@ -27,16 +29,18 @@ def _last(lines: list[str], n: int) -> str:
     "POLLING_FALLBACK_BATCH_ABORTED, CIRCUIT_BREAKER_PERSIST_FAILED, ...). The failure shows "
     "the last matching lines; read around them with `docker logs --since ... NAME 2>&1`."
 )
-def test_log_forbidden_pattern_absent(log_forbidden, read_log, log_reader, pytestconfig):
+def test_log_forbidden_pattern_absent(log_forbidden, read_log, log_reader, incident_params):
     log_window = read_log()
     source, pattern = log_forbidden.target, log_forbidden.value
     start = log_reader.start_of(pattern.window_kind(), window_started(log_window)) if not source.file else None
-    regex = pattern.regex(pytestconfig.opscheck_params)
+    regex = pattern.regex(incident_params)
     matches = [line for line in log_window.select(start) if regex.search(line)]
-    expect(len(matches) <= pattern.max,
-           f"{source.shown}: {fmt(len(matches))} line(s) matching {regex.pattern!r} "
-           f"{_window_text(log_window, start)} > limit {pattern.max}; last: {_last(matches, source.shown_matches)}"
-           + log_window.suffix())
+    expect(
+        len(matches) <= pattern.max,
+        f"{source.shown}: {fmt(len(matches))} line(s) matching {regex.pattern!r} "
+        f"{_window_text(log_window, start)} > limit {pattern.max}; last: {_last(matches, source.shown_matches)}"
+        + log_window.suffix(),
+    )
 
 
 @pytest.mark.runbook(
@@ -45,15 +49,17 @@ def test_log_forbidden_pattern_absent(log_forbidden, read_log, log_reader, pytes
     "logging. The process may be hung, or the log driver drops output (`docker logs` needs "
     "json-file, local or journald)."
 )
-def test_log_required_pattern_present(log_required, read_log, log_reader, pytestconfig):
+def test_log_required_pattern_present(log_required, read_log, log_reader, incident_params):
     log_window = read_log()
     source, pattern = log_required.target, log_required.value
     start = log_reader.start_of(pattern.window_kind(), window_started(log_window)) if not source.file else None
-    regex = pattern.regex(pytestconfig.opscheck_params)
+    regex = pattern.regex(incident_params)
     found = sum(1 for line in log_window.select(start) if regex.search(line))
-    expect(found >= pattern.min,
-           f"{source.shown}: {found} line(s) matching {regex.pattern!r} {_window_text(log_window, start)}, "
-           f"expected at least {pattern.min}" + log_window.suffix())
+    expect(
+        found >= pattern.min,
+        f"{source.shown}: {found} line(s) matching {regex.pattern!r} {_window_text(log_window, start)}, "
+        f"expected at least {pattern.min}" + log_window.suffix(),
+    )
 
 
 @pytest.mark.runbook(
@@ -69,10 +75,12 @@ def test_log_error_rate_below_limit(log_error_rate, read_log, log_reader):
     matches = [line for line in log_window.select(start) if regex.search(line)]
     hours = max(1.0, ((_now() - start).total_seconds() / 3600) if start else 1.0)
     per_hour = len(matches) / hours
-    expect(per_hour <= rate.max_per_hour,
-           f"{source.shown}: {fmt(per_hour)} error line(s) per hour ({len(matches)} matching {rate.pattern!r} "
-           f"{_window_text(log_window, start)}) > limit {rate.max_per_hour:g}/h; last: "
-           f"{_last(matches, source.shown_matches)}" + log_window.suffix())
+    expect(
+        per_hour <= rate.max_per_hour,
+        f"{source.shown}: {fmt(per_hour)} error line(s) per hour ({len(matches)} matching {rate.pattern!r} "
+        f"{_window_text(log_window, start)}) > limit {rate.max_per_hour:g}/h; last: "
+        f"{_last(matches, source.shown_matches)}" + log_window.suffix(),
+    )
 
 
 @pytest.mark.p3
@@ -84,8 +92,10 @@ def test_log_error_rate_below_limit(log_error_rate, read_log, log_reader):
 )
 def test_log_window_complete(log_source, read_log):
     log_window = read_log()
-    expect(not log_window.truncated, f"{log_source.shown}: {log_window.truncated} "
-                                     f"({fmt(log_window.bytes_read)} bytes read)")
+    expect(
+        not log_window.truncated,
+        f"{log_source.shown}: {log_window.truncated} ({fmt(log_window.bytes_read)} bytes read)",
+    )
 
 
 def window_started(window):
@@ -93,6 +103,4 @@ def window_started(window):
 
 
 def _now():
-    from datetime import UTC, datetime
-
     return datetime.now(UTC)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from fixtures.checking import expect, fmt, pct
+from opscheck.core.checking import expect, fmt, pct
 
 pytestmark = [pytest.mark.database]
 
@@ -21,8 +21,10 @@ POOL_HINT = (
 
 @pytest.mark.p0
 @pytest.mark.smoke
-@pytest.mark.runbook("PgBouncer's console does not answer (runbook: `psql -p 6432 pgbouncer -c 'SHOW POOLS'`). "
-                     "Is PgBouncer running and is the stats user in stats_users and the auth file?")
+@pytest.mark.runbook(
+    "PgBouncer's console does not answer (runbook: `psql -p 6432 pgbouncer -c 'SHOW POOLS'`). "
+    "Is PgBouncer running and is the stats user in stats_users and the auth file?"
+)
 def test_pgbouncer_console_answers(pgbouncer, bouncer):
     version = bouncer.show("VERSION")
     expect(bool(version), f"{bouncer.shown}: SHOW VERSION returned nothing")
@@ -33,8 +35,11 @@ def test_pgbouncer_console_answers(pgbouncer, bouncer):
 @pytest.mark.runbook(WAIT_HINT)
 def test_pgbouncer_clients_waiting_below_limit(pgbouncer, bouncer):
     waiting = [p for p in bouncer.pools() if p["cl_waiting"] > pgbouncer.clients_waiting_max]
-    expect(not waiting, f"{bouncer.shown}: clients waiting > limit {pgbouncer.clients_waiting_max}: " + ", ".join(
-        f"{p['database']}/{p['user']} cl_waiting {p['cl_waiting']}" for p in waiting))
+    expect(
+        not waiting,
+        f"{bouncer.shown}: clients waiting > limit {pgbouncer.clients_waiting_max}: "
+        + ", ".join(f"{p['database']}/{p['user']} cl_waiting {p['cl_waiting']}" for p in waiting),
+    )
 
 
 def _maxwait(bouncer, limit_s: float, level: str):
@@ -42,8 +47,13 @@ def _maxwait(bouncer, limit_s: float, level: str):
         return pool["maxwait"] + pool.get("maxwait_us", 0) / 1e6
 
     slow = [p for p in bouncer.pools() if seconds(p) >= limit_s]
-    expect(not slow, f"{bouncer.shown}: oldest waiting client >= {level} {limit_s:g} s: " + ", ".join(
-        f"{p['database']}/{p['user']} maxwait {seconds(p):.1f} s ({p['cl_waiting']} waiting)" for p in slow))
+    expect(
+        not slow,
+        f"{bouncer.shown}: oldest waiting client >= {level} {limit_s:g} s: "
+        + ", ".join(
+            f"{p['database']}/{p['user']} maxwait {seconds(p):.1f} s ({p['cl_waiting']} waiting)" for p in slow
+        ),
+    )
 
 
 @pytest.mark.p2
@@ -87,13 +97,17 @@ def test_pgbouncer_server_pool_below_critical(pgbouncer, bouncer):
 
 @pytest.mark.p1
 @pytest.mark.daily
-@pytest.mark.runbook("PgBouncer is close to max_client_conn: new application connections will be "
-                     "refused. Look for a client that leaks connections or scaled out.")
+@pytest.mark.runbook(
+    "PgBouncer is close to max_client_conn: new application connections will be "
+    "refused. Look for a client that leaks connections or scaled out."
+)
 def test_pgbouncer_client_connections_below_limit(pgbouncer, bouncer):
     lists = {row["list"]: row["items"] for row in bouncer.show("LISTS")}
     config = {row["key"]: row["value"] for row in bouncer.show("CONFIG")}
     used, limit = int(lists.get("used_clients", 0)), int(config.get("max_client_conn", 0))
     expect(limit > 0, f"{bouncer.shown}: SHOW CONFIG has no max_client_conn")
-    expect(pct(used, limit) < pgbouncer.client_connections_max_pct,
-           f"{bouncer.shown}: {fmt(used)} client connections = {pct(used, limit):.0f}% of max_client_conn "
-           f"{fmt(limit)} >= limit {pgbouncer.client_connections_max_pct:g}%")
+    expect(
+        pct(used, limit) < pgbouncer.client_connections_max_pct,
+        f"{bouncer.shown}: {fmt(used)} client connections = {pct(used, limit):.0f}% of max_client_conn "
+        f"{fmt(limit)} >= limit {pgbouncer.client_connections_max_pct:g}%",
+    )

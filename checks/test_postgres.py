@@ -5,8 +5,8 @@ Queries run read-only (fixtures/postgres.py) as a least-privilege role with pg_m
 
 import pytest
 
-from fixtures.checking import expect, fmt, growth_since_last_run, holds, pct
-from fixtures.postgres import expected_heads, recorded_revisions
+from opscheck.core.checking import expect, fmt, growth_since_last_run, holds, pct
+from opscheck.families.postgres import expected_heads, recorded_revisions
 
 pytestmark = [pytest.mark.database]
 
@@ -43,8 +43,10 @@ def _connections_below(pg, limit_pct: float, level: str):
     used_pct = pct(row["used"], available)
     if used_pct < limit_pct:
         return
-    per_db = pg.query("SELECT coalesce(datname, '-') AS db, count(*) AS n FROM pg_stat_activity "
-                      "WHERE backend_type = 'client backend' GROUP BY 1 ORDER BY 2 DESC LIMIT 5")
+    per_db = pg.query(
+        "SELECT coalesce(datname, '-') AS db, count(*) AS n FROM pg_stat_activity "
+        "WHERE backend_type = 'client backend' GROUP BY 1 ORDER BY 2 DESC LIMIT 5"
+    )
     expect(
         False,
         f"{pg.shown}: {fmt(row['used'])} client connections = {used_pct:.0f}% of "
@@ -140,8 +142,7 @@ def test_postgres_long_queries_below_critical(postgres, pg):
 )
 def test_postgres_no_old_transactions(postgres, pg):
     count, shown = _sessions(pg, "xact_start IS NOT NULL", "xact_start", postgres.transaction_max_s)
-    expect(count == 0, f"{pg.shown}: {count} transaction(s) open longer than {postgres.transaction_max_s:g} s: "
-                       f"{shown}")
+    expect(count == 0, f"{pg.shown}: {count} transaction(s) open longer than {postgres.transaction_max_s:g} s: {shown}")
 
 
 @pytest.mark.p2
@@ -152,10 +153,14 @@ def test_postgres_no_old_transactions(postgres, pg):
     "and blocks VACUUM. Set idle_in_transaction_session_timeout, fix the code path."
 )
 def test_postgres_no_idle_in_transaction(postgres, pg):
-    count, shown = _sessions(pg, "state LIKE 'idle in transaction%%'", "state_change",
-                             postgres.idle_in_transaction_max_s)
-    expect(count == 0, f"{pg.shown}: {count} session(s) idle in transaction longer than "
-                       f"{postgres.idle_in_transaction_max_s:g} s: {shown}")
+    count, shown = _sessions(
+        pg, "state LIKE 'idle in transaction%%'", "state_change", postgres.idle_in_transaction_max_s
+    )
+    expect(
+        count == 0,
+        f"{pg.shown}: {count} session(s) idle in transaction longer than "
+        f"{postgres.idle_in_transaction_max_s:g} s: {shown}",
+    )
 
 
 LOCK_HINT = (
@@ -167,8 +172,7 @@ LOCK_HINT = (
 
 def _lock_waits(pg, limit_s: float, level: str):
     count, shown = _sessions(pg, "wait_event_type = 'Lock'", "query_start", limit_s)
-    expect(count == 0, f"{pg.shown}: {count} session(s) waiting on a lock longer than {level} {limit_s:g} s: "
-                       f"{shown}")
+    expect(count == 0, f"{pg.shown}: {count} session(s) waiting on a lock longer than {level} {limit_s:g} s: {shown}")
 
 
 @pytest.mark.p2
@@ -195,9 +199,11 @@ def test_postgres_lock_waits_below_critical(postgres, pg):
 def test_postgres_no_new_deadlocks(postgres, pg, state, remember):
     total = int(pg.scalar("SELECT coalesce(sum(deadlocks), 0) FROM pg_stat_database"))
     new, previous = growth_since_last_run(state, remember, f"postgres:{postgres.name}:deadlocks", total)
-    expect(new <= postgres.deadlocks_max,
-           f"{pg.shown}: {new} new deadlock(s) since the last run ({previous} -> {total}) "
-           f"> limit {postgres.deadlocks_max}")
+    expect(
+        new <= postgres.deadlocks_max,
+        f"{pg.shown}: {new} new deadlock(s) since the last run ({previous} -> {total}) "
+        f"> limit {postgres.deadlocks_max}",
+    )
 
 
 # --- replication -------------------------------------------------------------------------
@@ -244,8 +250,10 @@ REPLICATION_HINT = (
 
 @pytest.mark.p1
 @pytest.mark.smoke
-@pytest.mark.runbook("The server is not in the role the inventory expects: a failover or a "
-                     "promotion happened. Check the HA manager and where the application writes.")
+@pytest.mark.runbook(
+    "The server is not in the role the inventory expects: a failover or a "
+    "promotion happened. Check the HA manager and where the application writes."
+)
 def test_postgres_role_as_expected(pg_replication, pg):
     actual = "replica" if _is_replica(pg) else "primary"
     expect(actual == pg_replication.role, f"{pg.shown}: is a {actual}, expected {pg_replication.role}")
@@ -253,9 +261,11 @@ def test_postgres_role_as_expected(pg_replication, pg):
 
 def _lag_below(pg, target, limit_s: float, level: str):
     seconds, size, what = _lag(pg)
-    expect(seconds < limit_s and size < target.replication_lag_max_bytes,
-           f"{pg.shown}: {what}: {fmt(seconds)} s and {fmt(size)} bytes behind >= {level} {limit_s:g} s "
-           f"or {fmt(target.replication_lag_max_bytes)} bytes")
+    expect(
+        seconds < limit_s and size < target.replication_lag_max_bytes,
+        f"{pg.shown}: {what}: {fmt(seconds)} s and {fmt(size)} bytes behind >= {level} {limit_s:g} s "
+        f"or {fmt(target.replication_lag_max_bytes)} bytes",
+    )
 
 
 @pytest.mark.p2
@@ -277,8 +287,11 @@ def test_postgres_replication_lag_below_critical(pg_replication, pg):
 @pytest.mark.runbook(REPLICATION_HINT)
 def test_postgres_replay_not_paused(pg_replication, pg):
     paused = _is_replica(pg) and bool(pg.scalar("SELECT pg_is_wal_replay_paused()"))
-    expect(not paused, f"{pg.shown}: WAL replay is paused (pg_wal_replay_pause was called): "
-                       "the replica receives WAL but does not apply it")
+    expect(
+        not paused,
+        f"{pg.shown}: WAL replay is paused (pg_wal_replay_pause was called): "
+        "the replica receives WAL but does not apply it",
+    )
 
 
 SLOTS_SQL = """
@@ -299,8 +312,13 @@ SLOTS_HINT = (
 @pytest.mark.runbook(SLOTS_HINT)
 def test_postgres_replication_slots_active(pg_replication, pg):
     inactive = [r for r in pg.query(SLOTS_SQL) if not r["active"]]
-    expect(not inactive, f"{pg.shown}: {len(inactive)} inactive replication slot(s): " + ", ".join(
-        f"{r['slot_name']} ({r['slot_type']}, retains {fmt(r['retained'] / 1048576)} MiB)" for r in inactive))
+    expect(
+        not inactive,
+        f"{pg.shown}: {len(inactive)} inactive replication slot(s): "
+        + ", ".join(
+            f"{r['slot_name']} ({r['slot_type']}, retains {fmt(r['retained'] / 1048576)} MiB)" for r in inactive
+        ),
+    )
 
 
 @pytest.mark.p1
@@ -309,8 +327,11 @@ def test_postgres_replication_slots_active(pg_replication, pg):
 def test_postgres_slot_wal_retention_below_limit(pg_replication, pg):
     limit = pg_replication.slot_retained_wal_max_bytes
     over = [r for r in pg.query(SLOTS_SQL) if r["retained"] >= limit]
-    expect(not over, f"{pg.shown}: slot(s) retaining >= {fmt(limit / 1048576)} MiB of WAL: " + ", ".join(
-        f"{r['slot_name']} {fmt(r['retained'] / 1048576)} MiB" for r in over))
+    expect(
+        not over,
+        f"{pg.shown}: slot(s) retaining >= {fmt(limit / 1048576)} MiB of WAL: "
+        + ", ".join(f"{r['slot_name']} {fmt(r['retained'] / 1048576)} MiB" for r in over),
+    )
 
 
 # --- wraparound and sequences ---------------------------------------------------------------
@@ -324,10 +345,12 @@ WRAPAROUND_HINT = (
 
 
 def _wraparound(pg, limit: int, level: str):
-    row = pg.query("SELECT datname, age(datfrozenxid)::bigint AS age FROM pg_database "
-                   "ORDER BY 2 DESC LIMIT 1")[0]
-    expect(row["age"] < limit, f"{pg.shown}: database {row['datname']} datfrozenxid age {fmt(row['age'])} "
-                               f">= {level} {fmt(limit)} (wraparound at 2,147,483,648)")
+    row = pg.query("SELECT datname, age(datfrozenxid)::bigint AS age FROM pg_database ORDER BY 2 DESC LIMIT 1")[0]
+    expect(
+        row["age"] < limit,
+        f"{pg.shown}: database {row['datname']} datfrozenxid age {fmt(row['age'])} "
+        f">= {level} {fmt(limit)} (wraparound at 2,147,483,648)",
+    )
 
 
 @pytest.mark.p2
@@ -358,8 +381,11 @@ SEQUENCE_HINT = (
 def _sequences(pg, limit_pct: float, level: str):
     rows = pg.query(SEQUENCES_SQL)
     unreadable = [r["name"] for r in rows if not r["readable"]]
-    expect(not unreadable, f"{pg.shown}: cannot read {len(unreadable)} sequence(s) ({', '.join(unreadable[:5])}): "
-                           "grant SELECT ON ALL SEQUENCES IN SCHEMA ... TO this role")
+    expect(
+        not unreadable,
+        f"{pg.shown}: cannot read {len(unreadable)} sequence(s) ({', '.join(unreadable[:5])}): "
+        "grant SELECT ON ALL SEQUENCES IN SCHEMA ... TO this role",
+    )
     used = []
     for r in rows:
         if r["last_value"] is None:
@@ -368,8 +394,11 @@ def _sequences(pg, limit_pct: float, level: str):
         done = r["last_value"] - r["min_value"] if r["increment_by"] > 0 else r["max_value"] - r["last_value"]
         used.append((pct(done, span), r))
     over = sorted((u for u in used if u[0] >= limit_pct), key=lambda u: -u[0])
-    expect(not over, f"{pg.shown}: sequence(s) at >= {level} {limit_pct:g}% of their range: " + ", ".join(
-        f"{r['name']} {p:.1f}% ({fmt(r['last_value'])} of {fmt(r['max_value'])})" for p, r in over[:5]))
+    expect(
+        not over,
+        f"{pg.shown}: sequence(s) at >= {level} {limit_pct:g}% of their range: "
+        + ", ".join(f"{r['name']} {p:.1f}% ({fmt(r['last_value'])} of {fmt(r['max_value'])})" for p, r in over[:5]),
+    )
 
 
 @pytest.mark.p2
@@ -406,10 +435,15 @@ ORDER BY s.{count} DESC
 def _maintenance(pg, kind: str, count: str, days: float):
     n, rows = pg.rows(MAINTENANCE_SQL.format(kind=kind, count=count), [int(days)])
     done = {"vacuum": "vacuumed", "analyze": "analyzed"}[kind]
-    expect(n == 0, f"{pg.shown}: {n} table(s) over the autovacuum {kind} threshold and not {done} for "
-                   f"{days:g} days: " + ", ".join(
-                       f"{r['name']} ({fmt(r['pending'])} {count} > {fmt(r['threshold'])}, last {kind} "
-                       f"{r['last'] or 'never'})" for r in rows))
+    expect(
+        n == 0,
+        f"{pg.shown}: {n} table(s) over the autovacuum {kind} threshold and not {done} for "
+        f"{days:g} days: "
+        + ", ".join(
+            f"{r['name']} ({fmt(r['pending'])} {count} > {fmt(r['threshold'])}, last {kind} {r['last'] or 'never'})"
+            for r in rows
+        ),
+    )
 
 
 VACUUM_HINT = (
@@ -435,8 +469,10 @@ def test_postgres_tables_analyzed(postgres, pg):
 
 @pytest.mark.p2
 @pytest.mark.weekly
-@pytest.mark.runbook("An index is INVALID (a CREATE INDEX CONCURRENTLY that failed): it costs "
-                     "writes but is never used. Rebuild it (REINDEX CONCURRENTLY) or drop it.")
+@pytest.mark.runbook(
+    "An index is INVALID (a CREATE INDEX CONCURRENTLY that failed): it costs "
+    "writes but is never used. Rebuild it (REINDEX CONCURRENTLY) or drop it."
+)
 def test_postgres_no_invalid_indexes(postgres, pg):
     n, rows = pg.rows("SELECT indexrelid::regclass::text AS name FROM pg_index WHERE NOT indisvalid")
     expect(n == 0, f"{pg.shown}: {n} invalid index(es): {', '.join(r['name'] for r in rows)}")
@@ -444,12 +480,16 @@ def test_postgres_no_invalid_indexes(postgres, pg):
 
 @pytest.mark.p2
 @pytest.mark.daily
-@pytest.mark.runbook("A trigger is disabled (ALTER TABLE ... DISABLE TRIGGER): whatever it "
-                     "did (notifications, audit rows) silently stopped. Was it a maintenance "
-                     "step that was never undone?")
+@pytest.mark.runbook(
+    "A trigger is disabled (ALTER TABLE ... DISABLE TRIGGER): whatever it "
+    "did (notifications, audit rows) silently stopped. Was it a maintenance "
+    "step that was never undone?"
+)
 def test_postgres_no_disabled_triggers(postgres, pg):
-    n, rows = pg.rows("SELECT tgname, tgrelid::regclass::text AS tbl FROM pg_trigger "
-                      "WHERE NOT tgisinternal AND tgenabled = 'D' ORDER BY 2, 1")
+    n, rows = pg.rows(
+        "SELECT tgname, tgrelid::regclass::text AS tbl FROM pg_trigger "
+        "WHERE NOT tgisinternal AND tgenabled = 'D' ORDER BY 2, 1"
+    )
     expect(n == 0, f"{pg.shown}: {n} disabled trigger(s): " + ", ".join(f"{r['tgname']} on {r['tbl']}" for r in rows))
 
 
@@ -463,12 +503,17 @@ def test_postgres_no_disabled_triggers(postgres, pg):
 )
 def test_postgres_required_trigger_enabled(pg_trigger, pg):
     trigger = pg_trigger.value
-    rows = pg.query("SELECT tgenabled FROM pg_trigger WHERE tgrelid = to_regclass(%s) AND tgname = %s",
-                    [trigger.table, trigger.name])
+    rows = pg.query(
+        "SELECT tgenabled FROM pg_trigger WHERE tgrelid = to_regclass(%s) AND tgname = %s",
+        [trigger.table, trigger.name],
+    )
     expect(bool(rows), f"{pg.shown}: trigger {trigger.name} does not exist on table {trigger.table}")
     mode = rows[0]["tgenabled"]
-    expect(mode in ("O", "A"), f"{pg.shown}: trigger {trigger.name} on {trigger.table} is "
-           + {"D": "DISABLED", "R": "enabled in replica mode only (does not fire on a primary)"}.get(mode, mode))
+    expect(
+        mode in ("O", "A"),
+        f"{pg.shown}: trigger {trigger.name} on {trigger.table} is "
+        + {"D": "DISABLED", "R": "enabled in replica mode only (does not fire on a primary)"}.get(mode, mode),
+    )
 
 
 # --- schema revision, slow statements, sizes, cache, TLS --------------------------------------
@@ -484,8 +529,11 @@ def test_postgres_required_trigger_enabled(pg_trigger, pg):
 def test_postgres_migrations_at_head(pg_migrations, pg):
     expected = expected_heads(pg_migrations.migrations)
     recorded = recorded_revisions(pg, pg_migrations.migrations)
-    expect(recorded == expected, f"{pg.shown}: schema at revision {sorted(recorded) or 'none recorded'}, "
-                                 f"expected head {sorted(expected)} ({pg_migrations.migrations.tool})")
+    expect(
+        recorded == expected,
+        f"{pg.shown}: schema at revision {sorted(recorded) or 'none recorded'}, "
+        f"expected head {sorted(expected)} ({pg_migrations.migrations.tool})",
+    )
 
 
 @pytest.mark.p2
@@ -500,14 +548,21 @@ def test_postgres_no_slow_statements(pg_statements, pg):
     n, rows = pg.rows(
         f"SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 100) AS query, calls, {column}::float AS mean_ms "
         f"FROM pg_stat_statements WHERE calls >= %s AND {column} > %s ORDER BY {column} DESC",
-        [pg_statements.slow_statement_min_calls, pg_statements.slow_statement_max_ms], limit=3)
-    expect(n == 0, f"{pg.shown}: {n} statement(s) with mean time > {pg_statements.slow_statement_max_ms:g} ms "
-                   f"over >= {pg_statements.slow_statement_min_calls} calls: " + "; ".join(
-                       f"{fmt(r['mean_ms'])} ms x {r['calls']}: {r['query']}" for r in rows))
+        [pg_statements.slow_statement_min_calls, pg_statements.slow_statement_max_ms],
+        limit=3,
+    )
+    expect(
+        n == 0,
+        f"{pg.shown}: {n} statement(s) with mean time > {pg_statements.slow_statement_max_ms:g} ms "
+        f"over >= {pg_statements.slow_statement_min_calls} calls: "
+        + "; ".join(f"{fmt(r['mean_ms'])} ms x {r['calls']}: {r['query']}" for r in rows),
+    )
 
 
-SIZE_HINT = ("The database or a table grew past its limit (runbook: table sizes, storage). Look "
-             "at the largest relations, bloat, retention of event/log tables, and free storage.")
+SIZE_HINT = (
+    "The database or a table grew past its limit (runbook: table sizes, storage). Look "
+    "at the largest relations, bloat, retention of event/log tables, and free storage."
+)
 
 
 @pytest.mark.p2
@@ -515,8 +570,10 @@ SIZE_HINT = ("The database or a table grew past its limit (runbook: table sizes,
 @pytest.mark.runbook(SIZE_HINT)
 def test_postgres_database_size_below_limit(pg_database_size, pg):
     size = float(pg.scalar("SELECT pg_database_size(current_database())")) / 1024**3
-    expect(size < pg_database_size.database_max_gb,
-           f"{pg.shown}: database size {size:.2f} GB >= limit {pg_database_size.database_max_gb:g} GB")
+    expect(
+        size < pg_database_size.database_max_gb,
+        f"{pg.shown}: database size {size:.2f} GB >= limit {pg_database_size.database_max_gb:g} GB",
+    )
 
 
 @pytest.mark.p2
@@ -524,29 +581,39 @@ def test_postgres_database_size_below_limit(pg_database_size, pg):
 @pytest.mark.runbook(SIZE_HINT)
 def test_postgres_table_sizes_below_limit(pg_table_size, pg):
     limit = pg_table_size.table_max_gb
-    n, rows = pg.rows("SELECT format('%%I.%%I', n.nspname, c.relname) AS name, "
-                      "pg_total_relation_size(c.oid)::float / 1024^3 AS gb FROM pg_class c "
-                      "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'm') "
-                      "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-                      "AND pg_total_relation_size(c.oid) >= %s * 1024^3 ORDER BY 2 DESC", [limit])
-    expect(n == 0, f"{pg.shown}: {n} table(s) >= {limit:g} GB: " + ", ".join(
-        f"{r['name']} {r['gb']:.2f} GB" for r in rows))
+    n, rows = pg.rows(
+        "SELECT format('%%I.%%I', n.nspname, c.relname) AS name, "
+        "pg_total_relation_size(c.oid)::float / 1024^3 AS gb FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'm') "
+        "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        "AND pg_total_relation_size(c.oid) >= %s * 1024^3 ORDER BY 2 DESC",
+        [limit],
+    )
+    expect(
+        n == 0, f"{pg.shown}: {n} table(s) >= {limit:g} GB: " + ", ".join(f"{r['name']} {r['gb']:.2f} GB" for r in rows)
+    )
 
 
 @pytest.mark.p3
 @pytest.mark.weekly
-@pytest.mark.runbook("The buffer cache hit ratio is low: reads go to disk. shared_buffers may be "
-                     "too small for the working set, or a query scans large tables repeatedly.")
+@pytest.mark.runbook(
+    "The buffer cache hit ratio is low: reads go to disk. shared_buffers may be "
+    "too small for the working set, or a query scans large tables repeatedly."
+)
 def test_postgres_cache_hit_ratio(postgres, pg):
-    row = pg.query("SELECT blks_hit::float AS hit, blks_read::float AS read FROM pg_stat_database "
-                   "WHERE datname = current_database()")[0]
+    row = pg.query(
+        "SELECT blks_hit::float AS hit, blks_read::float AS read FROM pg_stat_database "
+        "WHERE datname = current_database()"
+    )[0]
     total = row["hit"] + row["read"]
     if total < postgres.cache_hit_min_blocks:
         return  # too few block accesses since the statistics reset for a ratio to mean anything
     ratio = pct(row["hit"], total)
-    expect(ratio >= postgres.cache_hit_min_pct,
-           f"{pg.shown}: cache hit ratio {ratio:.2f}% ({fmt(row['hit'])} hits, {fmt(row['read'])} reads) "
-           f"< limit {postgres.cache_hit_min_pct:g}%")
+    expect(
+        ratio >= postgres.cache_hit_min_pct,
+        f"{pg.shown}: cache hit ratio {ratio:.2f}% ({fmt(row['hit'])} hits, {fmt(row['read'])} reads) "
+        f"< limit {postgres.cache_hit_min_pct:g}%",
+    )
 
 
 @pytest.mark.p1
@@ -561,15 +628,22 @@ def test_postgres_connections_use_tls(pg_tls, pg):
     conn = pg.connection()
     sslmode = conn.info.get_parameters().get("sslmode", "")
     own = pg.query("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")[0]
-    expect(own["ssl"] and sslmode == "verify-full",
-           f"{pg.shown}: opscheck's own connection: ssl={own['ssl']} sslmode={sslmode or 'unset'} "
-           "(expected TLS with sslmode=verify-full)")
+    expect(
+        own["ssl"] and sslmode == "verify-full",
+        f"{pg.shown}: opscheck's own connection: ssl={own['ssl']} sslmode={sslmode or 'unset'} "
+        "(expected TLS with sslmode=verify-full)",
+    )
     pg.require_stats_visibility()
-    n, rows = pg.rows("SELECT a.pid, a.usename, a.application_name FROM pg_stat_ssl s JOIN pg_stat_activity a "
-                      "USING (pid) WHERE a.backend_type = 'client backend' AND a.datname = current_database() "
-                      "AND NOT s.ssl")
-    expect(n == 0, f"{pg.shown}: {n} client connection(s) without TLS: " + ", ".join(
-        f"pid {r['pid']} {r['usename']} ({r['application_name'] or 'no app name'})" for r in rows))
+    n, rows = pg.rows(
+        "SELECT a.pid, a.usename, a.application_name FROM pg_stat_ssl s JOIN pg_stat_activity a "
+        "USING (pid) WHERE a.backend_type = 'client backend' AND a.datname = current_database() "
+        "AND NOT s.ssl"
+    )
+    expect(
+        n == 0,
+        f"{pg.shown}: {n} client connection(s) without TLS: "
+        + ", ".join(f"pid {r['pid']} {r['usename']} ({r['application_name'] or 'no app name'})" for r in rows),
+    )
 
 
 @pytest.mark.p2
@@ -587,7 +661,8 @@ def test_postgres_role_least_privilege(postgres, pg):
         " WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
         " AND (pg_has_role(c.relowner, 'USAGE') "
         "      OR has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE'))) AS writable "
-        "FROM pg_roles r WHERE r.rolname = current_user")[0]
+        "FROM pg_roles r WHERE r.rolname = current_user"
+    )[0]
     rights = [name for name in ("rolsuper", "rolcreaterole", "rolcreatedb", "rolreplication") if row[name]]
     if row["writable"]:
         rights.append(f"can write {row['writable']} table(s) in {pg.scalar('SELECT current_database()')}")

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from fixtures.checking import expect, fmt, growth_since_last_run, pct
+from opscheck.core.checking import expect, fmt, growth_since_last_run, pct
 
 pytestmark = [pytest.mark.redis]
 
@@ -82,8 +82,11 @@ def _queue_depth(rd, item, level: str, limit: int):
     queue = item.value
     kind, depth = rd.depth(queue.key)
     if kind == "none":
-        expect(queue.may_be_absent, f"{rd.shown}: queue key {queue.key} does not exist (a typo? LLEN of a "
-                                    "missing key is 0, so it would pass forever); set may_be_absent if expected")
+        expect(
+            queue.may_be_absent,
+            f"{rd.shown}: queue key {queue.key} does not exist (a typo? LLEN of a "
+            "missing key is 0, so it would pass forever); set may_be_absent if expected",
+        )
         return
     expect(depth < limit, f"{queue.key} depth {fmt(depth)} ({kind}) >= {level} {fmt(limit)} ({rd.shown})")
 
@@ -107,9 +110,11 @@ def test_redis_queue_depth_below_critical(redis_queue, rd):
 
 @pytest.mark.p2
 @pytest.mark.weekly
-@pytest.mark.runbook("maxmemory-policy is not what the inventory expects: a queue store must not "
-                     "evict (noeviction), a cache should (allkeys-lru). Check the parameter group "
-                     "(ElastiCache) or redis.conf.")
+@pytest.mark.runbook(
+    "maxmemory-policy is not what the inventory expects: a queue store must not "
+    "evict (noeviction), a cache should (allkeys-lru). Check the parameter group "
+    "(ElastiCache) or redis.conf."
+)
 def test_redis_eviction_policy_as_expected(redis_eviction_policy, rd):
     policy = rd.info("memory").get("maxmemory_policy")
     expected = redis_eviction_policy.eviction_policy
@@ -118,20 +123,26 @@ def test_redis_eviction_policy_as_expected(redis_eviction_policy, rd):
 
 @pytest.mark.p1
 @pytest.mark.daily
-@pytest.mark.runbook("Connected clients are close to maxclients: new connections will be refused "
-                     "(ERR max number of clients reached). Look for a client that leaks connections.")
+@pytest.mark.runbook(
+    "Connected clients are close to maxclients: new connections will be refused "
+    "(ERR max number of clients reached). Look for a client that leaks connections."
+)
 def test_redis_clients_below_limit(redis, rd):
     clients = int(rd.info("clients")["connected_clients"])
     maxclients = int(rd.info("clients").get("maxclients") or rd.info("server").get("maxclients") or 10000)
-    expect(pct(clients, maxclients) < redis.clients_max_pct,
-           f"{rd.shown}: {fmt(clients)} connected clients = {pct(clients, maxclients):.0f}% of maxclients "
-           f"{fmt(maxclients)} >= limit {redis.clients_max_pct:g}%")
+    expect(
+        pct(clients, maxclients) < redis.clients_max_pct,
+        f"{rd.shown}: {fmt(clients)} connected clients = {pct(clients, maxclients):.0f}% of maxclients "
+        f"{fmt(maxclients)} >= limit {redis.clients_max_pct:g}%",
+    )
 
 
 @pytest.mark.p2
 @pytest.mark.daily
-@pytest.mark.runbook("Clients are blocked (BLPOP, WAIT, XREAD BLOCK) beyond what this server should "
-                     "have: a consumer waits on a key nothing writes to.")
+@pytest.mark.runbook(
+    "Clients are blocked (BLPOP, WAIT, XREAD BLOCK) beyond what this server should "
+    "have: a consumer waits on a key nothing writes to."
+)
 def test_redis_blocked_clients_below_limit(redis_blocked_limit, rd):
     blocked = int(rd.info("clients")["blocked_clients"])
     limit = redis_blocked_limit.blocked_clients_max
@@ -147,9 +158,11 @@ def _new_since_last_run(rd, redis, field: str, state, remember) -> tuple[float, 
 
 @pytest.mark.p2
 @pytest.mark.daily
-@pytest.mark.runbook("Redis evicted keys since the last run: it hit maxmemory and dropped data "
-                     "(queued jobs are lost with a volatile/allkeys policy). Raise maxmemory or "
-                     "find what grew.")
+@pytest.mark.runbook(
+    "Redis evicted keys since the last run: it hit maxmemory and dropped data "
+    "(queued jobs are lost with a volatile/allkeys policy). Raise maxmemory or "
+    "find what grew."
+)
 def test_redis_no_new_evictions(redis, rd, state, remember):
     new, change = _new_since_last_run(rd, redis, "evicted_keys", state, remember)
     expect(new == 0, f"{rd.shown}: {fmt(new)} keys evicted since the last run {change}")
@@ -157,8 +170,10 @@ def test_redis_no_new_evictions(redis, rd, state, remember):
 
 @pytest.mark.p1
 @pytest.mark.daily
-@pytest.mark.runbook("Redis refused connections since the last run (maxclients reached): clients "
-                     "got errors. Look at connected_clients and connection leaks.")
+@pytest.mark.runbook(
+    "Redis refused connections since the last run (maxclients reached): clients "
+    "got errors. Look at connected_clients and connection leaks."
+)
 def test_redis_no_new_rejected_connections(redis, rd, state, remember):
     new, change = _new_since_last_run(rd, redis, "rejected_connections", state, remember)
     expect(new == 0, f"{rd.shown}: {fmt(new)} connections rejected since the last run {change}")
@@ -169,9 +184,11 @@ def test_redis_no_new_rejected_connections(redis, rd, state, remember):
 
 @pytest.mark.p1
 @pytest.mark.daily
-@pytest.mark.runbook("Redis failed to persist: the last background save or AOF write failed (disk "
-                     "full, permissions, fork failure for lack of memory). With stop-writes-on-"
-                     "bgsave-error it refuses writes. Look at the Redis log.")
+@pytest.mark.runbook(
+    "Redis failed to persist: the last background save or AOF write failed (disk "
+    "full, permissions, fork failure for lack of memory). With stop-writes-on-"
+    "bgsave-error it refuses writes. Look at the Redis log."
+)
 def test_redis_persistence_ok(redis, rd):
     info = rd.info("persistence")
     problems = []
@@ -186,30 +203,40 @@ def test_redis_persistence_ok(redis, rd):
 
 @pytest.mark.p2
 @pytest.mark.daily
-@pytest.mark.runbook("The last RDB snapshot is old: a restart would lose everything since. Is the "
-                     "save schedule set, and are background saves failing?")
+@pytest.mark.runbook(
+    "The last RDB snapshot is old: a restart would lose everything since. Is the "
+    "save schedule set, and are background saves failing?"
+)
 def test_redis_last_save_recent(redis_rdb, rd):
     info = rd.info("persistence")
     age_h = (time.time() - int(info["rdb_last_save_time"])) / 3600
-    expect(age_h < redis_rdb.last_save_max_age_h,
-           f"{rd.shown}: last RDB save {age_h:.1f} h ago >= limit {redis_rdb.last_save_max_age_h:g} h "
-           f"({fmt(int(info.get('rdb_changes_since_last_save', 0)))} changes since)")
+    expect(
+        age_h < redis_rdb.last_save_max_age_h,
+        f"{rd.shown}: last RDB save {age_h:.1f} h ago >= limit {redis_rdb.last_save_max_age_h:g} h "
+        f"({fmt(int(info.get('rdb_changes_since_last_save', 0)))} changes since)",
+    )
 
 
 @pytest.mark.p1
 @pytest.mark.daily
-@pytest.mark.runbook("Redis replication is not as expected: a failover changed roles, or a replica "
-                     "lost its master (master_link_status down) and serves stale data. Look at "
-                     "INFO replication on both sides and at the master's reachability.")
+@pytest.mark.runbook(
+    "Redis replication is not as expected: a failover changed roles, or a replica "
+    "lost its master (master_link_status down) and serves stale data. Look at "
+    "INFO replication on both sides and at the master's reachability."
+)
 def test_redis_replication_as_expected(redis_replication, rd):
     info = rd.info("replication")
     role = "replica" if info["role"] == "slave" else info["role"]
     expect(role == redis_replication.role, f"{rd.shown}: role {role}, expected {redis_replication.role}")
     if role == "replica":
-        expect(info.get("master_link_status") == "up",
-               f"{rd.shown}: master_link_status {info.get('master_link_status')} (master "
-               f"{info.get('master_host')}:{info.get('master_port')}, down for "
-               f"{info.get('master_link_down_since_seconds', '?')} s)")
+        expect(
+            info.get("master_link_status") == "up",
+            f"{rd.shown}: master_link_status {info.get('master_link_status')} (master "
+            f"{info.get('master_host')}:{info.get('master_port')}, down for "
+            f"{info.get('master_link_down_since_seconds', '?')} s)",
+        )
         lag = int(info.get("master_last_io_seconds_ago", -1))
-        expect(0 <= lag < redis_replication.replica_lag_max_s,
-               f"{rd.shown}: last contact with master {lag} s ago >= limit {redis_replication.replica_lag_max_s:g} s")
+        expect(
+            0 <= lag < redis_replication.replica_lag_max_s,
+            f"{rd.shown}: last contact with master {lag} s ago >= limit {redis_replication.replica_lag_max_s:g} s",
+        )

@@ -60,8 +60,9 @@ def run_suite(inventory, tmp_path: Path, *args: str, env: dict | None = None, ti
     path.write_text(inventory if isinstance(inventory, str) else yaml.safe_dump(inventory, sort_keys=False))
     reports = tmp_path / "reports"
     command = [sys.executable, "-m", "pytest", f"--inventory={path}", f"--reports-dir={reports}", *args]
-    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
     result = Result(proc.returncode, proc.stdout + proc.stderr, reports)
     summaries = sorted(reports.glob("*/*/summary.json"))
     if summaries:

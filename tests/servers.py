@@ -64,20 +64,31 @@ def pg_bindir() -> str:
 class PostgresServer(Service):
     """A throw-away PostgreSQL cluster owned by the postgres user."""
 
-    def __init__(self, extra_conf: dict | None = None, primary: "PostgresServer | None" = None,
-                 hba: str = "host all all 127.0.0.1/32 scram-sha-256\n"):
+    def __init__(
+        self,
+        extra_conf: dict | None = None,
+        primary: "PostgresServer | None" = None,
+        hba: str = "host all all 127.0.0.1/32 scram-sha-256\n",
+    ):
         self.bindir = pg_bindir()
         self.host = "127.0.0.1"
         self.port = free_port()
-        self.conf = {"max_connections": 20, "superuser_reserved_connections": 3, "fsync": "off",
-                     "synchronous_commit": "off", "full_page_writes": "off", **(extra_conf or {})}
+        self.conf = {
+            "max_connections": 20,
+            "superuser_reserved_connections": 3,
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+            **(extra_conf or {}),
+        }
         self.primary = primary  # a streaming replica of this server, made with pg_basebackup
         self.hba = hba
         self.dir = ""
 
     def _as_postgres(self, *args: str, timeout: float = 60) -> str:
-        proc = subprocess.run(["runuser", "-u", "postgres", "--", *args], capture_output=True,
-                              text=True, timeout=timeout)
+        proc = subprocess.run(
+            ["runuser", "-u", "postgres", "--", *args], capture_output=True, text=True, timeout=timeout
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"{args[0]} failed: {proc.stderr.strip()}")
         return proc.stdout
@@ -88,20 +99,53 @@ class PostgresServer(Service):
             shutil.chown(self.dir, "postgres", "postgres")
             self.data = os.path.join(self.dir, "data")
             if self.primary:
-                self._as_postgres(f"{self.bindir}/pg_basebackup", "-D", self.data, "-h", self.primary.dir,
-                                  "-p", str(self.primary.port), "-U", "postgres", "-R", "-X", "stream",
-                                  "-c", "fast", "-C", "-S", f"replica_{self.port}")
+                self._as_postgres(
+                    f"{self.bindir}/pg_basebackup",
+                    "-D",
+                    self.data,
+                    "-h",
+                    self.primary.dir,
+                    "-p",
+                    str(self.primary.port),
+                    "-U",
+                    "postgres",
+                    "-R",
+                    "-X",
+                    "stream",
+                    "-c",
+                    "fast",
+                    "-C",
+                    "-S",
+                    f"replica_{self.port}",
+                )
             else:
-                self._as_postgres(f"{self.bindir}/initdb", "-D", self.data, "-U", "postgres", "-A", "trust",
-                                  "--no-sync", "-E", "UTF8", "--locale", "C")
+                self._as_postgres(
+                    f"{self.bindir}/initdb",
+                    "-D",
+                    self.data,
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                    "--locale",
+                    "C",
+                )
             with open(os.path.join(self.data, "pg_hba.conf"), "w") as hba:
                 hba.write("local all postgres trust\nlocal replication postgres trust\n" + self.hba)
-            conf = {**self.conf, "listen_addresses": "'127.0.0.1'", "port": self.port,
-                    "unix_socket_directories": f"'{self.dir}'"}
+            conf = {
+                **self.conf,
+                "listen_addresses": "'127.0.0.1'",
+                "port": self.port,
+                "unix_socket_directories": f"'{self.dir}'",
+            }
             with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
                 f.writelines(f"{k} = {v}\n" for k, v in conf.items())
-        self._as_postgres(f"{self.bindir}/pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "log"),
-                          "-w", "-t", "60", "start")
+        self._as_postgres(
+            f"{self.bindir}/pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "log"), "-w", "-t", "60", "start"
+        )
 
     def stop(self) -> None:
         if self.dir and os.path.exists(os.path.join(self.data, "postmaster.pid")):
@@ -115,8 +159,22 @@ class PostgresServer(Service):
         self.close()
 
     def psql(self, sql: str, dbname: str = "postgres") -> str:
-        return self._as_postgres(f"{self.bindir}/psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-                                 "-h", self.dir, "-p", str(self.port), "-d", dbname, "-c", sql)
+        return self._as_postgres(
+            f"{self.bindir}/psql",
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            self.dir,
+            "-p",
+            str(self.port),
+            "-d",
+            dbname,
+            "-c",
+            sql,
+        )
 
     def create_monitor_role(self, name: str, password: str) -> None:
         """The least-privilege role the README tells users to create: pg_monitor, no writes."""
@@ -143,8 +201,7 @@ class PgBouncerServer(Service):
     users: {name: password}; `stats` is a stats_users account for the admin console.
     """
 
-    def __init__(self, backend: PostgresServer, users: dict[str, str], pool_size: int = 2,
-                 dbname: str = "postgres"):
+    def __init__(self, backend: PostgresServer, users: dict[str, str], pool_size: int = 2, dbname: str = "postgres"):
         self.backend, self.users, self.pool_size, self.dbname = backend, users, pool_size, dbname
         self.port = free_port()
         self.dir = ""
@@ -171,8 +228,12 @@ logfile = {self.dir}/pgbouncer.log
         for name in os.listdir(self.dir):
             shutil.chown(f"{self.dir}/{name}", "postgres", "postgres")
         shutil.chown(self.dir, "postgres", "postgres")
-        subprocess.run(["runuser", "-u", "postgres", "--", "pgbouncer", "-d", f"{self.dir}/pgbouncer.ini"],
-                       check=True, capture_output=True, timeout=30)
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", "pgbouncer", "-d", f"{self.dir}/pgbouncer.ini"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
         wait_for(lambda: socket.create_connection(("127.0.0.1", self.port), 0.2).close() or True, 10, "pgbouncer")
 
     def stop(self) -> None:
@@ -204,19 +265,51 @@ class RedisServer(Service):
         ports = ["--port", str(self.port)]
         tls_client = {}
         if self.tls:
-            ports = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", self.tls["cert"],
-                     "--tls-key-file", self.tls["key"], "--tls-ca-cert-file", self.tls["ca"],
-                     "--tls-auth-clients", "no"]
+            ports = [
+                "--port",
+                "0",
+                "--tls-port",
+                str(self.port),
+                "--tls-cert-file",
+                self.tls["cert"],
+                "--tls-key-file",
+                self.tls["key"],
+                "--tls-ca-cert-file",
+                self.tls["ca"],
+                "--tls-auth-clients",
+                "no",
+            ]
             tls_client = {"ssl": True, "ssl_ca_certs": self.tls["ca"]}
         self.dir = tempfile.mkdtemp(prefix="opscheck-redis-", dir="/tmp")  # a replica writes its RDB here
         self.proc = subprocess.Popen(
-            [binary, *ports, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.dir,
-             "--daemonize", "no", "--protected-mode", "no", *self.args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                *ports,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "no",
+                *self.args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         password = self._password()
-        wait_for(lambda: redis.Redis(host="127.0.0.1", port=self.port, password=password, socket_timeout=1,
-                                     **tls_client).ping(), 15, "redis-server")
+        wait_for(
+            lambda: redis.Redis(
+                host="127.0.0.1", port=self.port, password=password, socket_timeout=1, **tls_client
+            ).ping(),
+            15,
+            "redis-server",
+        )
 
     def _password(self) -> str | None:
         args = list(self.args)
@@ -380,8 +473,12 @@ class BlackholeNamespace(Service):
             ns = ["ip", "netns", "exec", self.name]
             self._ip(*ns, "ip", "addr", "add", f"{self.address}/30", "dev", f"{self.veth}p")
             self._ip(*ns, "ip", "link", "set", f"{self.veth}p", "up")
-            self._ip(*ns, "nft", "add table inet opscheck; "
-                     "add chain inet opscheck input { type filter hook input priority 0; policy drop; }")
+            self._ip(
+                *ns,
+                "nft",
+                "add table inet opscheck; "
+                "add chain inet opscheck input { type filter hook input priority 0; policy drop; }",
+            )
         except RuntimeError:
             self.stop()
             raise

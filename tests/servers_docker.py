@@ -44,8 +44,15 @@ def rootfs_tar() -> bytes:
     applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for directory, mode in (("bin", 0o755), ("etc", 0o755), ("tmp", 0o1777), ("www", 0o755),
-                                ("proc", 0o755), ("sys", 0o755), ("dev", 0o755)):
+        for directory, mode in (
+            ("bin", 0o755),
+            ("etc", 0o755),
+            ("tmp", 0o1777),
+            ("www", 0o755),
+            ("proc", 0o755),
+            ("sys", 0o755),
+            ("dev", 0o755),
+        ):
             info = tarfile.TarInfo(directory)
             info.type, info.mode = tarfile.DIRTYPE, mode
             tar.addfile(info)
@@ -83,10 +90,24 @@ class DockerEngineServer:
         tls_args = self._tls()
         log = open(f"{self.dir}/dockerd.log", "wb")  # noqa: SIM115 - kept open for dockerd's life
         self.proc = subprocess.Popen(
-            ["dockerd", "--iptables=false", "--ip-masq=false", "--ip-forward=false", "--bridge=none",
-             "--storage-driver=vfs", f"--data-root={self.dir}/data", f"--exec-root={self.dir}/exec",
-             f"--pidfile={self.dir}/docker.pid", f"--host={self.url}", "--log-level=warn", *tls_args],
-            stdout=log, stderr=log, start_new_session=True)
+            [
+                "dockerd",
+                "--iptables=false",
+                "--ip-masq=false",
+                "--ip-forward=false",
+                "--bridge=none",
+                "--storage-driver=vfs",
+                f"--data-root={self.dir}/data",
+                f"--exec-root={self.dir}/exec",
+                f"--pidfile={self.dir}/docker.pid",
+                f"--host={self.url}",
+                "--log-level=warn",
+                *tls_args,
+            ],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:
@@ -100,8 +121,9 @@ class DockerEngineServer:
                     self.stop()
                     raise RuntimeError(f"dockerd did not answer within 60 s: {self.log_tail()}") from None
                 time.sleep(0.1)
-        self.client.api.import_image_from_data(rootfs_tar(), repository=IMAGE.split(":")[0],
-                                               tag=IMAGE.split(":")[1], changes=['CMD ["sh"]'])
+        self.client.api.import_image_from_data(
+            rootfs_tar(), repository=IMAGE.split(":")[0], tag=IMAGE.split(":")[1], changes=['CMD ["sh"]']
+        )
         return self
 
     @property
@@ -124,8 +146,13 @@ class DockerEngineServer:
         client.private_key_pem.write_to_path(files["key"])
         self.tls_files = {k: files[k] for k in ("ca", "cert", "key")}
         self.tls_port = free_port()
-        return [f"--host={self.tls_url}", "--tlsverify", f"--tlscacert={files['ca']}",
-                f"--tlscert={files['server']}", f"--tlskey={files['server-key']}"]
+        return [
+            f"--host={self.tls_url}",
+            "--tlsverify",
+            f"--tlscacert={files['ca']}",
+            f"--tlscert={files['server']}",
+            f"--tlskey={files['server-key']}",
+        ]
 
     def log_tail(self) -> str:
         with contextlib.suppress(OSError), open(f"{self.dir}/dockerd.log", "rb") as f:

@@ -75,27 +75,47 @@ class AlertmanagerServer(_Process):
     def start(self) -> None:
         binary = _binary("prometheus-alertmanager", "alertmanager")
         self.dir = tempfile.mkdtemp(prefix="opscheck-am-")
-        config = {"route": {"receiver": "null", "group_wait": "1s", "group_interval": "1s",
-                            "repeat_interval": "1h"},
-                  "receivers": [{"name": "null"}]}
+        config = {
+            "route": {"receiver": "null", "group_wait": "1s", "group_interval": "1s", "repeat_interval": "1h"},
+            "receivers": [{"name": "null"}],
+        }
         (Path(self.dir) / "alertmanager.yml").write_text(yaml.safe_dump(config))
-        self._spawn([binary, "--config.file=alertmanager.yml", f"--storage.path={self.dir}/data",
-                     f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=",
-                     "--log.level=warn"])
+        self._spawn(
+            [
+                binary,
+                "--config.file=alertmanager.yml",
+                f"--storage.path={self.dir}/data",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",
+                "--log.level=warn",
+            ]
+        )
 
     def post_alert(self, labels: dict, started_ago: timedelta, annotations: dict | None = None) -> None:
         starts = datetime.now(UTC) - started_ago
-        alert = {"labels": labels, "annotations": annotations or {},
-                 "startsAt": starts.isoformat(), "endsAt": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}
+        alert = {
+            "labels": labels,
+            "annotations": annotations or {},
+            "startsAt": starts.isoformat(),
+            "endsAt": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+        }
         requests.post(f"{self.url}/api/v2/alerts", json=[alert], timeout=5).raise_for_status()
 
     def silence(self, matchers: dict, lasting: timedelta, comment: str, by: str = "selftest") -> str:
         now = datetime.now(UTC)
-        body = {"matchers": [{"name": k, "value": v, "isRegex": False, "isEqual": True} for k, v in matchers.items()],
-                "startsAt": now.isoformat(), "endsAt": (now + lasting).isoformat(),
-                "createdBy": by, "comment": comment}
-        response = requests.post(f"{self.url}/api/v2/silences", data=json.dumps(body),
-                                 headers={"Content-Type": "application/json"}, timeout=5)
+        body = {
+            "matchers": [{"name": k, "value": v, "isRegex": False, "isEqual": True} for k, v in matchers.items()],
+            "startsAt": now.isoformat(),
+            "endsAt": (now + lasting).isoformat(),
+            "createdBy": by,
+            "comment": comment,
+        }
+        response = requests.post(
+            f"{self.url}/api/v2/silences",
+            data=json.dumps(body),
+            headers={"Content-Type": "application/json"},
+            timeout=5,
+        )
         if response.status_code != 200:
             raise RuntimeError(f"silence refused: {response.status_code} {response.text}")
         return response.json()["silenceID"]
@@ -106,8 +126,7 @@ class PrometheusServer(_Process):
 
     name = "prometheus"
 
-    def __init__(self, scrape: dict[str, list[str]], rules: list[dict], alertmanagers: list[str],
-                 interval: str = "1s"):
+    def __init__(self, scrape: dict[str, list[str]], rules: list[dict], alertmanagers: list[str], interval: str = "1s"):
         super().__init__()
         self.scrape = scrape  # job -> ["127.0.0.1:port", ...]
         self.rules = rules  # rule groups as Prometheus reads them
@@ -118,8 +137,11 @@ class PrometheusServer(_Process):
         binary = _binary("prometheus")
         self.dir = tempfile.mkdtemp(prefix="opscheck-prom-")
         config = {
-            "global": {"scrape_interval": self.interval, "evaluation_interval": self.interval,
-                       "scrape_timeout": self.interval},
+            "global": {
+                "scrape_interval": self.interval,
+                "evaluation_interval": self.interval,
+                "scrape_timeout": self.interval,
+            },
             "rule_files": ["rules.yml"],
             "scrape_configs": [
                 {"job_name": job, "static_configs": [{"targets": targets}]} for job, targets in self.scrape.items()
@@ -129,9 +151,16 @@ class PrometheusServer(_Process):
             config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": self.alertmanagers}]}]}
         (Path(self.dir) / "prometheus.yml").write_text(yaml.safe_dump(config))
         (Path(self.dir) / "rules.yml").write_text(yaml.safe_dump({"groups": self.rules}))
-        self._spawn([binary, "--config.file=prometheus.yml", f"--storage.tsdb.path={self.dir}/data",
-                     f"--web.listen-address=127.0.0.1:{self.port}", "--rules.alert.resend-delay=1s",
-                     "--log.level=warn"])
+        self._spawn(
+            [
+                binary,
+                "--config.file=prometheus.yml",
+                f"--storage.tsdb.path={self.dir}/data",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--rules.alert.resend-delay=1s",
+                "--log.level=warn",
+            ]
+        )
 
     @property
     def address(self) -> str:

@@ -30,15 +30,16 @@ class SshServer(Service):
         if not os.path.exists(sshd):
             raise RuntimeError("sshd not found (apt-get install openssh-server)")
         for key in ("host_key", "client_key"):
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", self._path(key)],
-                           check=True, timeout=30)
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", self._path(key)], check=True, timeout=30
+            )
         shutil.copy(self._path("client_key.pub"), self._path("authorized_keys"))
         with open(self._path("sshd_config"), "w") as f:
             f.write(f"""Port {self.port}
 ListenAddress 127.0.0.1
-HostKey {self._path('host_key')}
-PidFile {self._path('sshd.pid')}
-AuthorizedKeysFile {self._path('authorized_keys')}
+HostKey {self._path("host_key")}
+PidFile {self._path("sshd.pid")}
+AuthorizedKeysFile {self._path("authorized_keys")}
 PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -51,13 +52,14 @@ UsePAM no
   StrictHostKeyChecking no
   UserKnownHostsFile /dev/null
   LogLevel ERROR
-  IdentityFile {self._path('client_key')}
+  IdentityFile {self._path("client_key")}
   IdentitiesOnly yes
 """)
         os.makedirs("/run/sshd", exist_ok=True)  # privilege separation directory
         with open(self._path("log"), "w") as log:  # sshd keeps its own copy of the descriptor
-            self.proc = subprocess.Popen([sshd, "-D", "-e", "-f", self._path("sshd_config")],
-                                         stdout=subprocess.DEVNULL, stderr=log)
+            self.proc = subprocess.Popen(
+                [sshd, "-D", "-e", "-f", self._path("sshd_config")], stdout=subprocess.DEVNULL, stderr=log
+            )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             with socket.socket() as sock:
@@ -69,8 +71,9 @@ UsePAM no
 
     def spec(self, port: int | None = None) -> str:
         """The testinfra host spec a user would write in the inventory."""
-        return (f"ssh://root@127.0.0.1:{port or self.port}?ssh_config={self._path('ssh_config')}"
-                f"&timeout=3&controlpersist=0")
+        return (
+            f"ssh://root@127.0.0.1:{port or self.port}?ssh_config={self._path('ssh_config')}&timeout=3&controlpersist=0"
+        )
 
     def stop(self) -> None:
         if self.proc:

@@ -41,13 +41,18 @@ class Issued:
 
     @property
     def key_pem(self) -> bytes:
-        return self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption())
+        return self.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
 
 
 def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "opscheck self-test"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "opscheck self-test"),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+        ]
+    )
 
 
 def new_key(kind: str = "ec256"):
@@ -76,31 +81,55 @@ class Pki:
         path.chmod(mode)
         return path
 
-    def issue(self, cn: str, *, issuer: "Issued | None | str" = "intermediate", ca: bool = False,
-              days: float = 90, hosts: tuple = ("localhost", "127.0.0.1"), key: str = "ec256",
-              hash_alg=None, client: bool = False, expired: bool = False) -> Issued:
+    def issue(
+        self,
+        cn: str,
+        *,
+        issuer: "Issued | None | str" = "intermediate",
+        ca: bool = False,
+        days: float = 90,
+        hosts: tuple = ("localhost", "127.0.0.1"),
+        key: str = "ec256",
+        hash_alg=None,
+        client: bool = False,
+        expired: bool = False,
+    ) -> Issued:
         """A certificate for `cn` valid `days` from now (or expired yesterday)."""
         if issuer == "intermediate":
             issuer = self.intermediate
         private = new_key(key if not ca else "ec256")
         not_before = NOW - dt.timedelta(days=2 if not expired else 60)
         not_after = NOW - dt.timedelta(days=1) if expired else NOW + dt.timedelta(days=days)
-        builder = (x509.CertificateBuilder()
-                   .subject_name(_name(cn))
-                   .issuer_name(issuer.cert.subject if issuer else _name(cn))
-                   .public_key(private.public_key())
-                   .serial_number(x509.random_serial_number())
-                   .not_valid_before(not_before)
-                   .not_valid_after(not_after)
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(_name(cn))
+            .issuer_name(issuer.cert.subject if issuer else _name(cn))
+            .public_key(private.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
         if ca:
             builder = builder.add_extension(
-                x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                              key_encipherment=False, data_encipherment=False, key_agreement=False,
-                              encipher_only=False, decipher_only=False), critical=True)
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
         else:
-            sans = [x509.IPAddress(__import__("ipaddress").ip_address(h)) if h[0].isdigit() else x509.DNSName(h)
-                    for h in hosts]
+            sans = [
+                x509.IPAddress(__import__("ipaddress").ip_address(h)) if h[0].isdigit() else x509.DNSName(h)
+                for h in hosts
+            ]
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
             usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
             builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
@@ -169,8 +198,7 @@ class Nginx(Service):
         if site.weak:
             lines.append("ssl_ciphers DEFAULT:@SECLEVEL=0;")
         if site.client_ca:
-            lines += [f"ssl_client_certificate {site.client_ca};", "ssl_verify_client on;",
-                      "ssl_verify_depth 3;"]
+            lines += [f"ssl_client_certificate {site.client_ca};", "ssl_verify_client on;", "ssl_verify_depth 3;"]
         lines += [f"add_header {k} {_quote(v)} always;" for k, v in site.headers.items()]
         if site.api_keys:
             lines.append("location / {")
@@ -182,8 +210,10 @@ class Nginx(Service):
             lines.append('location / { return 200 "ok\\n"; }')
         block = "server {\n  " + "\n  ".join(lines) + "\n}\n"
         if site.plain_redirect:
-            block += (f"server {{\n  listen 127.0.0.1:{site.http_port};\n"
-                      f"  return 301 https://localhost:{site.port}$request_uri;\n}}\n")
+            block += (
+                f"server {{\n  listen 127.0.0.1:{site.http_port};\n"
+                f"  return 301 https://localhost:{site.port}$request_uri;\n}}\n"
+            )
         return block
 
     def start(self) -> None:
@@ -198,12 +228,13 @@ class Nginx(Service):
             f"  access_log off;\n  client_body_temp_path {self.dir}/body;\n"
             f"  proxy_temp_path {self.dir}/proxy;\n  fastcgi_temp_path {self.dir}/fastcgi;\n"
             f"  uwsgi_temp_path {self.dir}/uwsgi;\n  scgi_temp_path {self.dir}/scgi;\n"
-            "  default_type text/plain;\n"
-            + "".join(self._server_block(s) for s in self.sites.values())
-            + "}\n"
+            "  default_type text/plain;\n" + "".join(self._server_block(s) for s in self.sites.values()) + "}\n"
         )
-        self.proc = subprocess.Popen([binary, "-p", str(self.dir), "-c", str(conf), "-g", "daemon off;"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [binary, "-p", str(self.dir), "-c", str(conf), "-g", "daemon off;"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         import socket
 
         def up():
@@ -234,3 +265,67 @@ class Nginx(Service):
 
 def _quote(value: str) -> str:
     return '"' + value.replace('"', '\\"') + '"'
+
+
+def selftest_pki() -> Pki:
+    """The self-tests' certificates: a CA, an intermediate and leaves good and broken."""
+    directory = Path(tempfile.mkdtemp(prefix="opscheck-pki-", dir="/tmp"))
+    pki = Pki(directory)
+    pki.good = pki.issue("good")
+    pki.soon10 = pki.issue("soon10", days=10)
+    pki.soon20 = pki.issue("soon20", days=20)
+    pki.expired = pki.issue("expired", expired=True)
+    pki.selfsigned = pki.issue("selfsigned", issuer=None)
+    pki.wronghost = pki.issue("wronghost", hosts=("other.example",))
+    pki.sha1 = pki.issue("sha1", hash_alg=hashes.SHA1())
+    pki.rsa1024 = pki.issue("rsa1024", key="rsa1024")
+    pki.longlived = pki.issue("longlived", days=800)
+    pki.client = pki.issue("client", client=True)
+    pki.client_soon = pki.issue("client-soon", client=True, days=10)
+    pki.client_ca = pki.write("client-ca.crt", pki.intermediate.pem + pki.root.pem)
+    pki.foreign = Pki(directory / "foreign")
+    pki.foreign_client = pki.foreign.issue("foreign-client", client=True)
+    return pki
+
+
+def certificate_files_on_disk(pki: Pki) -> Path:
+    """Certificate files on this host (local://), good and broken, as a deploy leaves them."""
+    d = pki.directory / "files"
+    d.mkdir()
+    good = pki.good
+    (d / "server.crt").write_bytes(good.pem)
+    (d / "server.key").write_bytes(good.key_pem)
+    (d / "server.key").chmod(0o600)
+    (d / "bundle.crt").write_bytes(good.pem + pki.intermediate.pem)
+    (d / "open.key").write_bytes(good.key_pem)
+    (d / "open.key").chmod(0o644)
+    (d / "other.key").write_bytes(pki.soon20.key_pem)
+    (d / "other.key").chmod(0o600)
+    (d / "not-pem.crt").write_text("hello\n")
+    return d
+
+
+def certificate_file_targets(pki, files) -> list[dict]:
+    """certificate_files targets on this host, good and broken (shared with the tls self-test)."""
+    ca = str(pki.ca_file)
+    f = str(files)
+    return [
+        {
+            "name": "good-files",
+            "spec": "local://",
+            "cert": f"{f}/server.crt",
+            "key": f"{f}/server.key",
+            "ca": str(pki.client_ca),
+            "server_auth": True,
+        },  # intermediate + root, as `openssl verify -CAfile` needs
+        {"name": "client-cert-as-server", "cert": str(pki.client.cert_path), "server_auth": True},
+        {"name": "bundle", "cert": f"{f}/bundle.crt", "ca": ca},
+        {"name": "expired-file", "cert": str(pki.expired.cert_path), "ca": ca},
+        {"name": "soon-file", "cert": str(pki.soon10.cert_path)},
+        {"name": "wrong-key", "cert": f"{f}/server.crt", "key": f"{f}/other.key"},
+        {"name": "open-key", "cert": f"{f}/server.crt", "key": f"{f}/open.key"},
+        {"name": "foreign-ca", "cert": f"{f}/server.crt", "ca": str(pki.foreign.ca_file)},
+        {"name": "no-intermediate-file", "cert": f"{f}/server.crt", "ca": ca},
+        {"name": "missing", "cert": f"{f}/nope.crt"},
+        {"name": "not-pem", "cert": f"{f}/not-pem.crt"},
+    ]

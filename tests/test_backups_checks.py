@@ -52,17 +52,25 @@ def result(tmp_path_factory):
             {"name": "corrupt", "path": f"{root}/corrupt/*.dump", "checksum": "sha256"},
             {"name": "nosum", "path": f"{root}/nosum/*.dump", "checksum": "sha256"},
             {"name": "nested", "path": f"{root}/nested/*/db.dump"},
-            {"name": "unreachable", "spec": f"ssh://nobody@127.0.0.1:{closed_port()}", "path": "/backups/*.dump",
-             "timeout": 2},
+            {
+                "name": "unreachable",
+                "spec": f"ssh://nobody@127.0.0.1:{closed_port()}",
+                "path": "/backups/*.dump",
+                "timeout": 2,
+            },
         ],
     }
     return run_suite(inventory, tmp_path_factory.mktemp("backups"), "-m", "backup")
 
 
 def test_fresh_backup_passes(result):
-    result.assert_passed("test_backup_recent[fresh]", "test_backup_size_above_minimum[fresh]",
-                         "test_backup_checksum_matches[fresh]", "test_backup_recent[weekly]",
-                         "test_backup_recent[nested]")
+    result.assert_passed(
+        "test_backup_recent[fresh]",
+        "test_backup_size_above_minimum[fresh]",
+        "test_backup_checksum_matches[fresh]",
+        "test_backup_recent[weekly]",
+        "test_backup_recent[nested]",
+    )
 
 
 def test_stale_backup_fails(result):

@@ -8,55 +8,59 @@ import sys
 
 import pytest
 
-from fixtures.inventory import load, sections
+from opscheck.inventory import load, sections
 from tests.conftest import REPO
 
 SEEDS = REPO.parent / "shared" / "seeds"
 RUNBOOKS = {
-    "accunode.yml": ("001_925611f44760d2e2.txt", ["Daily Operations Checklist", "Weekly Operations Checklist",
-                                                  "Monthly Operations Checklist"]),
+    "accunode.yml": (
+        "001_925611f44760d2e2.txt",
+        ["Daily Operations Checklist", "Weekly Operations Checklist", "Monthly Operations Checklist"],
+    ),
     "agentauri.yml": ("002_99bc58f24f0587a1.txt", ["Debugging checklist"]),
 }
 # The runbooks' checklist lines, verbatim (compared with ../shared/seeds when it is there).
 CHECKLIST_LINES = {
     "accunode.yml": [
-        'Check service health dashboards',
-        'Review overnight alerts and incidents',
-        'Verify backup completion status',
-        'Check resource utilization trends',
-        'Review error rate and performance metrics',
-        'Validate SSL certificate expiration dates',
-        'Check security scan results',
-        'Review capacity planning metrics',
-        'Analyze cost and usage reports',
-        'Check for security updates',
-        'Review and update documentation',
-        'Validate disaster recovery procedures',
-        'Conduct security audit review',
-        'Review team on-call rotation',
-        'Perform disaster recovery testing',
-        'Review and update security policies',
-        'Analyze performance trends and optimization opportunities',
-        'Update capacity planning projections',
-        'Review vendor and service contracts',
-        'Conduct architecture review sessions',
-        'Update team training materials',
+        "Check service health dashboards",
+        "Review overnight alerts and incidents",
+        "Verify backup completion status",
+        "Check resource utilization trends",
+        "Review error rate and performance metrics",
+        "Validate SSL certificate expiration dates",
+        "Check security scan results",
+        "Review capacity planning metrics",
+        "Analyze cost and usage reports",
+        "Check for security updates",
+        "Review and update documentation",
+        "Validate disaster recovery procedures",
+        "Conduct security audit review",
+        "Review team on-call rotation",
+        "Perform disaster recovery testing",
+        "Review and update security policies",
+        "Analyze performance trends and optimization opportunities",
+        "Update capacity planning projections",
+        "Review vendor and service contracts",
+        "Conduct architecture review sessions",
+        "Update team training materials",
     ],
     "agentauri.yml": [
-        'Checked logs for error messages',
-        'Verified all containers are running (`docker compose ps`)',
-        'Checked database connectivity',
-        'Checked Redis connectivity',
-        'Reviewed recent code changes',
-        'Attempted restart (`docker compose restart`)',
-        'Consulted this troubleshooting guide',
-        'Searched existing GitHub issues',
+        "Checked logs for error messages",
+        "Verified all containers are running (`docker compose ps`)",
+        "Checked database connectivity",
+        "Checked Redis connectivity",
+        "Reviewed recent code changes",
+        "Attempted restart (`docker compose restart`)",
+        "Consulted this troubleshooting guide",
+        "Searched existing GitHub issues",
     ],
 }
-ENV = {"AGENTAURI_DATABASE_URL": "postgresql://opscheck@127.0.0.1:1/agentauri_backend",
-       "AGENTAURI_REDIS_URL": "redis://127.0.0.1:1/0",
-       "ACCUNODE_DATABASE_URL": "postgresql://opscheck@127.0.0.1:1/accunode_prod",
-       "ACCUNODE_REDIS_URL": "redis://127.0.0.1:1/0"}
+ENV = {
+    "AGENTAURI_DATABASE_URL": "postgresql://opscheck@127.0.0.1:1/agentauri_backend",
+    "AGENTAURI_REDIS_URL": "redis://127.0.0.1:1/0",
+    "ACCUNODE_DATABASE_URL": "postgresql://opscheck@127.0.0.1:1/accunode_prod",
+    "ACCUNODE_REDIS_URL": "redis://127.0.0.1:1/0",
+}
 
 
 def _lines(seed: str, headings: list[str]) -> list[str]:
@@ -70,8 +74,11 @@ def _lines(seed: str, headings: list[str]) -> list[str]:
 
 
 def _check_names() -> set[str]:
-    return {m for path in (REPO / "checks").glob("test_*.py")
-            for m in re.findall(r"^def (test_\w+)\(", path.read_text(), re.M)}
+    return {
+        m
+        for path in (REPO / "checks").glob("test_*.py")
+        for m in re.findall(r"^def (test_\w+)\(", path.read_text(), re.M)
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -104,12 +111,29 @@ def test_automated_items_name_existing_checks_and_targets(inventory):
             assert target.rstrip("]") in targets, f"{item.name}: no target {target} in {inventory}"
 
 
-@pytest.mark.parametrize("inventory, args", [("accunode.yml", []),
-                                             ("agentauri.yml", ["--param=incident_start=2026-11-25T09:30Z"])])
+@pytest.mark.parametrize(
+    "inventory, args", [("accunode.yml", []), ("agentauri.yml", ["--param=incident_start=2026-11-25T09:30Z"])]
+)
 def test_signoff_checks_collect(inventory, args, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "pytest", f"--inventory=inventories/{inventory}",
-                           f"--reports-dir={tmp_path}", "-m", "ops", "--collect-only", "-q", *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, **ENV})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            f"--inventory=inventories/{inventory}",
+            f"--reports-dir={tmp_path}",
+            "-m",
+            "ops",
+            "--collect-only",
+            "-q",
+            *args,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **ENV},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     collected = [line for line in proc.stdout.splitlines() if "test_checklist_signed_off[" in line]
     assert len(collected) == {"accunode.yml": 20, "agentauri.yml": 6}[inventory], proc.stdout

@@ -84,8 +84,13 @@ def test_bad_inventory_stops_the_run(case, run_checks):
 def test_inventory_that_is_not_utf8(tmp_path):
     path = tmp_path / "latin1.yml"
     path.write_bytes("environment: caf\xe9\n".encode("latin-1"))
-    proc = subprocess.run([sys.executable, "-m", "pytest", f"--inventory={path}", f"--reports-dir={tmp_path}"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", f"--inventory={path}", f"--reports-dir={tmp_path}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 4, output
     assert "not UTF-8 text" in output and "Traceback" not in output
@@ -102,7 +107,7 @@ def test_validate_command(tmp_path):
     bad = tmp_path / "bad.yml"
     bad.write_text(CASES["unknown_key"][0])
     good = REPO / "inventories" / "local.yml"
-    run = [sys.executable, "-m", "fixtures.cli", "validate"]
+    run = [sys.executable, "-m", "opscheck.cli", "validate"]
     ok = subprocess.run([*run, str(good)], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert ok.returncode == 0 and "valid" in ok.stdout
     broken = subprocess.run([*run, str(bad)], capture_output=True, text=True, cwd=REPO, timeout=60)
@@ -114,7 +119,7 @@ def test_shipped_schema_is_current():
     """inventories/inventory.schema.json is generated from the model: regenerate it on change."""
     import json
 
-    from fixtures.cli import schema
+    from opscheck.cli.schema import schema
 
     shipped = json.loads((REPO / "inventories" / "inventory.schema.json").read_text())
     assert shipped == schema(), "run: opscheck schema > inventories/inventory.schema.json"
@@ -124,7 +129,7 @@ def test_every_shipped_inventory_is_valid(monkeypatch):
     """The default inventory and the examples load (their ${VARS} set to dummies)."""
     import re
 
-    from fixtures.inventory import load
+    from opscheck.inventory import load
 
     for path in sorted((REPO / "inventories").glob("*.yml")):
         for name in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", path.read_text()):
@@ -132,7 +137,7 @@ def test_every_shipped_inventory_is_valid(monkeypatch):
         assert load(path).environment
 
 
-BAD_CHECK = '''
+BAD_CHECK = """
 import pytest
 
 pytestmark = [pytest.mark.host]
@@ -146,7 +151,7 @@ def test_without_severity(host):
 @pytest.mark.p1
 def test_without_schedule(host):
     assert host.name
-'''
+"""
 
 
 def test_check_without_markers_stops_the_run(tmp_path):
@@ -155,9 +160,22 @@ def test_check_without_markers_stops_the_run(tmp_path):
     checks.mkdir()
     (checks / "test_bad.py").write_text(BAD_CHECK)
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(checks), f"--inventory={REPO / 'inventories' / 'local.yml'}",
-         f"--reports-dir={tmp_path / 'reports'}", "-p", "no:cacheprovider", "-p", "no:pytest11.testinfra"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(checks),
+            f"--inventory={REPO / 'inventories' / 'local.yml'}",
+            f"--reports-dir={tmp_path / 'reports'}",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:pytest11.testinfra",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 4, output

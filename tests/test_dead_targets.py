@@ -29,8 +29,10 @@ def silent():
 
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_silent_postgres_costs_one_connection_attempt(silent, xdist, tmp_path):
-    inventory = {"environment": "selftest-dead",
-                 "postgres": [ten_postgres_checks("silent", f"postgresql://u:p@127.0.0.1:{silent.port}/db")]}
+    inventory = {
+        "environment": "selftest-dead",
+        "postgres": [ten_postgres_checks("silent", f"postgresql://u:p@127.0.0.1:{silent.port}/db")],
+    }
     result = run_suite(inventory, tmp_path, *TEN_CHECKS, *xdist)
     assert result.rc == 1, result.output
     outcomes = [c["outcome"] for c in result.checks.values()]
@@ -44,8 +46,15 @@ def test_silent_redis_and_http_cost_one_attempt_each(silent, tmp_path):
     inventory = {
         "environment": "selftest-dead",
         "redis": [{"name": "silent", "url": f"redis://127.0.0.1:{silent.port}/0", "timeout": 1}],
-        "http": [{"name": "silent", "url": f"http://127.0.0.1:{silent.port}/health", "timeout": 1,
-                  "json": [{"path": "status", "value": "ok"}], "response_headers": {"X-Ok": None}}],
+        "http": [
+            {
+                "name": "silent",
+                "url": f"http://127.0.0.1:{silent.port}/health",
+                "timeout": 1,
+                "json": [{"path": "status", "value": "ok"}],
+                "response_headers": {"X-Ok": None},
+            }
+        ],
     }
     result = run_suite(inventory, tmp_path, "-k", "not (clients or evictions or rejected or persistence)")
     assert result.rc == 1
@@ -61,8 +70,10 @@ def test_blackholed_address_fails_after_one_timeout(tmp_path):
     except RuntimeError as exc:
         pytest.skip(f"cannot create a network namespace here: {exc}")
     with namespace:
-        inventory = {"environment": "selftest-dead",
-                     "postgres": [ten_postgres_checks("blackhole", f"postgresql://u:p@{namespace.address}:5432/db")]}
+        inventory = {
+            "environment": "selftest-dead",
+            "postgres": [ten_postgres_checks("blackhole", f"postgresql://u:p@{namespace.address}:5432/db")],
+        }
         result = run_suite(inventory, tmp_path, *TEN_CHECKS)
     assert result.rc == 1
     first = [c for c in result.checks.values() if "blocked:" not in c["message"]]
@@ -72,12 +83,30 @@ def test_blackholed_address_fails_after_one_timeout(tmp_path):
 
 def test_silent_api_costs_one_attempt_for_all_key_checks(silent, tmp_path):
     """The API-key checks make their own requests: the first timeout blocks the others."""
-    inventory = {"environment": "selftest-dead-api", "http": [{
-        "name": "api", "url": f"http://127.0.0.1:{silent.port}/v1/me", "timeout": 1,
-        "security": {"hsts_min_max_age": None, "nosniff": False, "absent_headers": [], "server_version_hidden": False,
-                     "api_key": {"key": "${DEAD_API_KEY}", "revoked_key": "${DEAD_REVOKED_KEY}"}}}]}
-    result = run_suite(inventory, tmp_path, "-k", "api_key or revoked",
-                       env={"DEAD_API_KEY": "sk_test_Dead123", "DEAD_REVOKED_KEY": "sk_test_Revoked456"})
+    inventory = {
+        "environment": "selftest-dead-api",
+        "http": [
+            {
+                "name": "api",
+                "url": f"http://127.0.0.1:{silent.port}/v1/me",
+                "timeout": 1,
+                "security": {
+                    "hsts_min_max_age": None,
+                    "nosniff": False,
+                    "absent_headers": [],
+                    "server_version_hidden": False,
+                    "api_key": {"key": "${DEAD_API_KEY}", "revoked_key": "${DEAD_REVOKED_KEY}"},
+                },
+            }
+        ],
+    }
+    result = run_suite(
+        inventory,
+        tmp_path,
+        "-k",
+        "api_key or revoked",
+        env={"DEAD_API_KEY": "sk_test_Dead123", "DEAD_REVOKED_KEY": "sk_test_Revoked456"},
+    )
     key_checks = [c for c in result.checks.values() if c["outcome"] == "failed"]
     assert len(key_checks) == 3, result.output
     assert sum("blocked:" in c["message"] for c in key_checks) == 2, [c["message"] for c in key_checks]
@@ -86,9 +115,11 @@ def test_silent_api_costs_one_attempt_for_all_key_checks(silent, tmp_path):
 
 def test_xdist_run_without_postgres_checks_never_connects(silent, tmp_path):
     """`-m redis -n 2` with a PostgreSQL target in the inventory: no connection attempt at all."""
-    inventory = {"environment": "selftest-dead-unselected",
-                 "postgres": [ten_postgres_checks("silent", f"postgresql://u:p@127.0.0.1:{silent.port}/db")],
-                 "hosts": [{"name": "here"}]}
+    inventory = {
+        "environment": "selftest-dead-unselected",
+        "postgres": [ten_postgres_checks("silent", f"postgresql://u:p@127.0.0.1:{silent.port}/db")],
+        "hosts": [{"name": "here"}],
+    }
     result = run_suite(inventory, tmp_path, "-m", "host", "-n", "2")
     assert result.checks and not any("postgres" in check for check in result.checks), result.output
     assert silent.accepts == 0, f"{silent.accepts} connection attempts to an unselected target"

@@ -30,29 +30,49 @@ def endpoint(server, name, path, **extra):
 def result(server, tmp_path_factory):
     from tests.conftest import run_suite
 
-    conditions = [{"path": "checks.database", "op": "==", "value": "ok"},
-                  {"path": "queue_depth", "op": "<", "value": 10000}]
+    conditions = [
+        {"path": "checks.database", "op": "==", "value": "ok"},
+        {"path": "queue_depth", "op": "<", "value": 10000},
+    ]
     inventory = {
         "environment": "selftest-http",
         "http": [
-            endpoint(server, "api", "/health", severity="p0", schedule=["smoke"], max_latency_ms=500,
-                     json=conditions, response_headers={"X-Content-Type-Options": "^nosniff$"}),
+            endpoint(
+                server,
+                "api",
+                "/health",
+                severity="p0",
+                schedule=["smoke"],
+                max_latency_ms=500,
+                json=conditions,
+                response_headers={"X-Content-Type-Options": "^nosniff$"},
+            ),
             endpoint(server, "down", "/down"),
             endpoint(server, "slow", "/slow", max_latency_ms=300),
-            endpoint(server, "degraded", "/degraded", json=conditions,
-                     response_headers={"Strict-Transport-Security": None}),
+            endpoint(
+                server, "degraded", "/degraded", json=conditions, response_headers={"Strict-Transport-Security": None}
+            ),
             endpoint(server, "rpc", "/rpc", method="POST", body={"ping": 1}),
             endpoint(server, "rpc-get", "/rpc"),
-            endpoint(server, "workflow", "/workflows/{workflow_id}", schedule=["adhoc"],
-                     json=[{"path": "state", "op": "==", "value": "completed"}]),
+            endpoint(
+                server,
+                "workflow",
+                "/workflows/{workflow_id}",
+                schedule=["adhoc"],
+                json=[{"path": "state", "op": "==", "value": "completed"}],
+            ),
         ],
     }
     return run_suite(inventory, tmp_path_factory.mktemp("http"), "--param", "workflow_id=42")
 
 
 def test_healthy_endpoint_passes(result):
-    result.assert_passed("test_http_status[api]", "test_http_latency_below_limit[api]",
-                         "test_http_json_conditions[api]", "test_http_response_headers[api]")
+    result.assert_passed(
+        "test_http_status[api]",
+        "test_http_latency_below_limit[api]",
+        "test_http_json_conditions[api]",
+        "test_http_response_headers[api]",
+    )
 
 
 def test_inventory_markers_apply(result):
@@ -76,8 +96,11 @@ def test_slow_endpoint_fails_latency(result):
 
 
 def test_wrong_json_fails_naming_the_field(result):
-    result.assert_failed("test_http_json_conditions[degraded]",
-                         "checks.database is 'error', expected == 'ok'", "queue_depth is 61204, expected < 10000")
+    result.assert_failed(
+        "test_http_json_conditions[degraded]",
+        "checks.database is 'error', expected == 'ok'",
+        "queue_depth is 61204, expected < 10000",
+    )
 
 
 def test_missing_header_fails(result):
@@ -99,8 +122,10 @@ def test_each_endpoint_is_fetched_once_per_run(result, server):
 
 
 def test_adhoc_check_is_deselected_without_its_param(server, run_checks):
-    inventory = {"environment": "selftest-adhoc",
-                 "http": [endpoint(server, "workflow", "/workflows/{workflow_id}", schedule=["adhoc"])]}
+    inventory = {
+        "environment": "selftest-adhoc",
+        "http": [endpoint(server, "workflow", "/workflows/{workflow_id}", schedule=["adhoc"])],
+    }
     result = run_checks(inventory)
     assert result.rc == 5, result.output  # nothing selected
     assert "deselected" in result.output

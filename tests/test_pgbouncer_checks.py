@@ -27,10 +27,13 @@ def bouncer():
 
 
 def inventory(pgb, **limits):
-    return {"environment": "selftest-pgbouncer", "pgbouncer": [
-        {"name": "bouncer", "dsn": pgb.dsn("stats", "pgbouncer"), **limits},
-        {"name": "stopped", "dsn": f"postgresql://stats:{STATS_PASSWORD}@127.0.0.1:{closed_port()}/pgbouncer"},
-    ]}
+    return {
+        "environment": "selftest-pgbouncer",
+        "pgbouncer": [
+            {"name": "bouncer", "dsn": pgb.dsn("stats", "pgbouncer"), **limits},
+            {"name": "stopped", "dsn": f"postgresql://stats:{STATS_PASSWORD}@127.0.0.1:{closed_port()}/pgbouncer"},
+        ],
+    }
 
 
 @contextlib.contextmanager
@@ -59,9 +62,20 @@ def _query(conn):
 
 def test_idle_pool_passes_and_stopped_bouncer_fails(bouncer, tmp_path):
     result = run_suite(inventory(bouncer), tmp_path)
-    result.assert_passed(*(f"test_pgbouncer_{c}[bouncer]" for c in (
-        "console_answers", "clients_waiting_below_limit", "maxwait_below_warning", "maxwait_below_critical",
-        "server_pool_below_warning", "server_pool_below_critical", "client_connections_below_limit")))
+    result.assert_passed(
+        *(
+            f"test_pgbouncer_{c}[bouncer]"
+            for c in (
+                "console_answers",
+                "clients_waiting_below_limit",
+                "maxwait_below_warning",
+                "maxwait_below_critical",
+                "server_pool_below_warning",
+                "server_pool_below_critical",
+                "client_connections_below_limit",
+            )
+        )
+    )
     result.assert_failed("test_pgbouncer_console_answers[stopped]", "cannot connect")
     result.assert_failed("test_pgbouncer_maxwait_below_warning[stopped]", "blocked:")
     assert STATS_PASSWORD not in result.output

@@ -31,14 +31,23 @@ def target(name, dsn, **extra):
 def result(server, tmp_path_factory):
     dsn = server.dsn("opscheck", PASSWORD)
     assertions = [
-        {"name": "no-open-breakers", "query": "SELECT count(*) FROM circuit_breaker_state WHERE state = 'open'",
-         "op": "==", "value": 0, "severity": "p1", "schedule": ["daily"],
-         "hint": "A circuit breaker is open: its dependency is failing."},
-        {"name": "rpc-closed", "query": "SELECT state FROM circuit_breaker_state WHERE name = 'rpc'",
-         "op": "==", "value": "closed"},
+        {
+            "name": "no-open-breakers",
+            "query": "SELECT count(*) FROM circuit_breaker_state WHERE state = 'open'",
+            "op": "==",
+            "value": 0,
+            "severity": "p1",
+            "schedule": ["daily"],
+            "hint": "A circuit breaker is open: its dependency is failing.",
+        },
+        {
+            "name": "rpc-closed",
+            "query": "SELECT state FROM circuit_breaker_state WHERE name = 'rpc'",
+            "op": "==",
+            "value": "closed",
+        },
         {"name": "tries-to-write", "query": "DELETE FROM circuit_breaker_state", "op": "==", "value": 0},
-        {"name": "second-statement", "query": "SELECT 1; DELETE FROM circuit_breaker_state",
-         "op": "==", "value": 1},
+        {"name": "second-statement", "query": "SELECT 1; DELETE FROM circuit_breaker_state", "op": "==", "value": 1},
     ]
     inventory = {
         "environment": "selftest-postgres",
@@ -56,23 +65,30 @@ def result(server, tmp_path_factory):
 @pytest.fixture(scope="module")
 def saturated_result(server, tmp_path_factory):
     dsn = server.dsn("opscheck", PASSWORD)
-    inventory = {"environment": "selftest-pg-saturated",
-                 "postgres": [target("main", dsn, connections_warn_pct=80, connections_crit_pct=90)]}
+    inventory = {
+        "environment": "selftest-pg-saturated",
+        "postgres": [target("main", dsn, connections_warn_pct=80, connections_crit_pct=90)],
+    }
     with server.hold_connections(14, "opscheck", PASSWORD):
         return run_suite(inventory, tmp_path_factory.mktemp("pgsat"), "-k", "connections")
 
 
 def test_healthy_server_passes(result):
-    result.assert_passed("test_postgres_select_1[main]", "test_postgres_connections_below_warning[main]",
-                         "test_postgres_connections_below_critical[main]")
+    result.assert_passed(
+        "test_postgres_select_1[main]",
+        "test_postgres_connections_below_warning[main]",
+        "test_postgres_connections_below_critical[main]",
+    )
 
 
 def test_stopped_server_fails_then_blocks(result):
     message = result.assert_failed("test_postgres_select_1[stopped]", "cannot connect")
     assert "blocked:" not in message
-    for check in ("test_postgres_connections_below_warning[stopped]",
-                  "test_postgres_connections_below_critical[stopped]"):
-        result.assert_failed(check, "blocked: postgres \"stopped\"")
+    for check in (
+        "test_postgres_connections_below_warning[stopped]",
+        "test_postgres_connections_below_critical[stopped]",
+    ):
+        result.assert_failed(check, 'blocked: postgres "stopped"')
 
 
 def test_wrong_password_fails_without_leaking_it(result):
@@ -88,35 +104,43 @@ def test_dsn_is_shown_masked(result):
 
 def test_connections_saturated_fail_warning_not_critical(saturated_result):
     r = saturated_result
-    r.assert_failed("test_postgres_connections_below_warning[main]", "client connections", ">= warning 80%",
-                    "by database: postgres 1")
+    r.assert_failed(
+        "test_postgres_connections_below_warning[main]",
+        "client connections",
+        ">= warning 80%",
+        "by database: postgres 1",
+    )
     r.assert_passed("test_postgres_connections_below_critical[main]")
 
 
 def test_sql_assertion_holds_and_fails(result):
     result.assert_passed("test_postgres_sql_assertion[main:rpc-closed]")
-    message = result.assert_failed("test_postgres_sql_assertion[main:no-open-breakers]",
-                                   "got 1, expected == 0", "runbook: A circuit breaker is open")
+    message = result.assert_failed(
+        "test_postgres_sql_assertion[main:no-open-breakers]",
+        "got 1, expected == 0",
+        "runbook: A circuit breaker is open",
+    )
     assert result.checks["test_postgres_sql_assertion[main:no-open-breakers]"]["severity"] == "p1"
     assert message
 
 
 def test_writing_query_is_refused(result, server):
     result.assert_failed("test_postgres_sql_assertion[main:tries-to-write]", "read-only")
-    result.assert_failed("test_postgres_sql_assertion[main:second-statement]",
-                         "cannot insert multiple commands")
+    result.assert_failed("test_postgres_sql_assertion[main:second-statement]", "cannot insert multiple commands")
     assert server.psql("SELECT count(*) FROM circuit_breaker_state").strip() == "2"
 
 
 def test_queries_are_read_only_with_statement_timeout(server):
     """Each query runs in BEGIN READ ONLY with a local statement_timeout, as application opscheck."""
-    from fixtures.inventory import Postgres
-    from fixtures.postgres import PostgresClient
+    from opscheck.families.postgres import Postgres, PostgresClient
 
-    client = PostgresClient(Postgres(name="t", dsn=server.dsn("opscheck", PASSWORD),
-                                     statement_timeout_ms=1234), timeout=5)
-    row = client.query("SELECT current_setting('transaction_read_only') AS ro, "
-                       "current_setting('statement_timeout') AS st, "
-                       "current_setting('application_name') AS app")[0]
+    client = PostgresClient(
+        Postgres(name="t", dsn=server.dsn("opscheck", PASSWORD), statement_timeout_ms=1234), timeout=5
+    )
+    row = client.query(
+        "SELECT current_setting('transaction_read_only') AS ro, "
+        "current_setting('statement_timeout') AS st, "
+        "current_setting('application_name') AS app"
+    )[0]
     assert row == {"ro": "on", "st": "1234ms", "app": "opscheck"}
     client.close()

@@ -16,8 +16,10 @@ from tests.conftest import run_suite
 from tests.servers import PostgresServer
 
 PASSWORD = "opscheck-Depth-9931"
-MONITOR_GRANTS = "GRANT SELECT ON ALL TABLES IN SCHEMA public TO opscheck; " \
-                 "GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO opscheck"
+MONITOR_GRANTS = (
+    "GRANT SELECT ON ALL TABLES IN SCHEMA public TO opscheck; "
+    "GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO opscheck"
+)
 
 HEALTHY_SCHEMA = """
 CREATE EXTENSION pg_stat_statements;
@@ -62,8 +64,7 @@ def alembic_folder(path, head: str):
 
 @pytest.fixture(scope="module")
 def server():
-    conf = {"shared_preload_libraries": "'pg_stat_statements'", "shared_buffers": "'16MB'",
-            "max_connections": 30}
+    conf = {"shared_preload_libraries": "'pg_stat_statements'", "shared_buffers": "'16MB'", "max_connections": 30}
     with PostgresServer(extra_conf=conf) as pg:
         pg.create_monitor_role("opscheck", PASSWORD)
         pg.psql("CREATE ROLE blind LOGIN PASSWORD 'blind-pw-1234'")  # no pg_monitor
@@ -89,12 +90,19 @@ def dsn(server, db="app", user="opscheck", password=PASSWORD):
 @pytest.fixture(scope="module")
 def healthy(server, tmp_path_factory):
     folder = alembic_folder(tmp_path_factory.mktemp("alembic") / "versions", "c3")
-    inventory = {"environment": "selftest-pg-depth", "postgres": [{
-        "name": "app", "dsn": dsn(server),
-        "required_triggers": [{"table": "events", "name": "notify_new_event_trigger"}],
-        "migrations": {"tool": "alembic", "folder": folder},
-        "database_max_gb": 10, "table_max_gb": 1,
-    }]}
+    inventory = {
+        "environment": "selftest-pg-depth",
+        "postgres": [
+            {
+                "name": "app",
+                "dsn": dsn(server),
+                "required_triggers": [{"table": "events", "name": "notify_new_event_trigger"}],
+                "migrations": {"tool": "alembic", "folder": folder},
+                "database_max_gb": 10,
+                "table_max_gb": 1,
+            }
+        ],
+    }
     return run_suite(inventory, tmp_path_factory.mktemp("healthy"))
 
 
@@ -103,31 +111,54 @@ def broken(server, tmp_path_factory):
     folder = alembic_folder(tmp_path_factory.mktemp("alembic") / "versions", "c3")
     for _ in range(12):  # slow statements for pg_stat_statements to count
         server.psql("SELECT pg_sleep(0.02)", dbname="app")
-    inventory = {"environment": "selftest-pg-depth-broken", "postgres": [
-        {"name": "broken", "dsn": dsn(server, "broken"),
-         "required_triggers": [{"table": "events", "name": "notify_new_event_trigger"},
-                               {"table": "events", "name": "no_such_trigger"}],
-         "migrations": {"tool": "alembic", "folder": folder},
-         # tiny limits, real measurements: a fresh cluster is far from 2^31 and from 1 GB
-         "wraparound_warn_age": 1, "wraparound_crit_age": 2,
-         "database_max_gb": 0.001, "table_max_gb": 0.001,
-         "cache_hit_min_blocks": 1000},  # a fresh cluster: judge the ratio on fewer accesses
-        {"name": "slow", "dsn": dsn(server), "slow_statement_max_ms": 10, "slow_statement_min_calls": 10},
-        {"name": "plain", "dsn": dsn(server), "require_tls": True},
-        {"name": "blind", "dsn": dsn(server, user="blind", password="blind-pw-1234")},
-        {"name": "superuser", "dsn": f"host={server.dir} port={server.port} user=postgres dbname=app"},
-    ]}
+    inventory = {
+        "environment": "selftest-pg-depth-broken",
+        "postgres": [
+            {
+                "name": "broken",
+                "dsn": dsn(server, "broken"),
+                "required_triggers": [
+                    {"table": "events", "name": "notify_new_event_trigger"},
+                    {"table": "events", "name": "no_such_trigger"},
+                ],
+                "migrations": {"tool": "alembic", "folder": folder},
+                # tiny limits, real measurements: a fresh cluster is far from 2^31 and from 1 GB
+                "wraparound_warn_age": 1,
+                "wraparound_crit_age": 2,
+                "database_max_gb": 0.001,
+                "table_max_gb": 0.001,
+                "cache_hit_min_blocks": 1000,
+            },  # a fresh cluster: judge the ratio on fewer accesses
+            {"name": "slow", "dsn": dsn(server), "slow_statement_max_ms": 10, "slow_statement_min_calls": 10},
+            {"name": "plain", "dsn": dsn(server), "require_tls": True},
+            {"name": "blind", "dsn": dsn(server, user="blind", password="blind-pw-1234")},
+            {"name": "superuser", "dsn": f"host={server.dir} port={server.port} user=postgres dbname=app"},
+        ],
+    }
     return run_suite(inventory, tmp_path_factory.mktemp("broken"))
 
 
 def test_healthy_database_passes_every_check(healthy):
     assert healthy.rc == 0, healthy.output
     ids = set(healthy.checks)
-    for check in ("long_queries_below_warning", "no_old_transactions", "no_idle_in_transaction",
-                  "lock_waits_below_critical", "no_new_deadlocks", "wraparound_below_critical",
-                  "sequences_below_warning", "tables_vacuumed", "tables_analyzed", "no_invalid_indexes",
-                  "no_disabled_triggers", "no_slow_statements", "cache_hit_ratio",
-                  "database_size_below_limit", "table_sizes_below_limit", "migrations_at_head"):
+    for check in (
+        "long_queries_below_warning",
+        "no_old_transactions",
+        "no_idle_in_transaction",
+        "lock_waits_below_critical",
+        "no_new_deadlocks",
+        "wraparound_below_critical",
+        "sequences_below_warning",
+        "tables_vacuumed",
+        "tables_analyzed",
+        "no_invalid_indexes",
+        "no_disabled_triggers",
+        "no_slow_statements",
+        "cache_hit_ratio",
+        "database_size_below_limit",
+        "table_sizes_below_limit",
+        "migrations_at_head",
+    ):
         assert f"test_postgres_{check}[app]" in ids, check
     healthy.assert_passed("test_postgres_required_trigger_enabled[app:notify_new_event_trigger]")
 
@@ -186,8 +217,7 @@ def test_plain_connection_fails_required_tls(broken):
 
 def test_check_role_with_rights_fails_least_privilege(broken, healthy):
     healthy.assert_passed("test_postgres_role_least_privilege[app]")
-    broken.assert_failed("test_postgres_role_least_privilege[superuser]", "role postgres has rolsuper",
-                         "can write")
+    broken.assert_failed("test_postgres_role_least_privilege[superuser]", "role postgres has rolsuper", "can write")
 
 
 def test_role_without_pg_monitor_cannot_pass_activity_checks(broken):
@@ -228,10 +258,21 @@ def _run(conn, sql):
 
 
 def test_long_query_idle_transaction_and_lock_wait_fail(server, tmp_path):
-    inventory = {"environment": "selftest-pg-activity", "postgres": [{
-        "name": "app", "dsn": dsn(server), "long_query_warn_s": 1, "long_query_crit_s": 2,
-        "transaction_max_s": 1, "idle_in_transaction_max_s": 1, "lock_wait_warn_s": 1, "lock_wait_crit_s": 2,
-    }]}
+    inventory = {
+        "environment": "selftest-pg-activity",
+        "postgres": [
+            {
+                "name": "app",
+                "dsn": dsn(server),
+                "long_query_warn_s": 1,
+                "long_query_crit_s": 2,
+                "transaction_max_s": 1,
+                "idle_in_transaction_max_s": 1,
+                "lock_wait_warn_s": 1,
+                "lock_wait_crit_s": 2,
+            }
+        ],
+    }
     with troubled_sessions(server):
         result = run_suite(inventory, tmp_path, "-k", "long_queries or transaction or lock_waits")
     result.assert_failed("test_postgres_long_queries_below_warning[app]", "pg_sleep(30)", "warning 1 s")
@@ -244,8 +285,11 @@ def test_long_query_idle_transaction_and_lock_wait_fail(server, tmp_path):
 
 def _deadlock(server):
     conninfo = f"host={server.dir} port={server.port} user=postgres dbname=broken"
-    server.psql("CREATE TABLE IF NOT EXISTS lockpair (id int PRIMARY KEY); "
-                "INSERT INTO lockpair VALUES (1), (2) ON CONFLICT DO NOTHING", dbname="broken")
+    server.psql(
+        "CREATE TABLE IF NOT EXISTS lockpair (id int PRIMARY KEY); "
+        "INSERT INTO lockpair VALUES (1), (2) ON CONFLICT DO NOTHING",
+        dbname="broken",
+    )
     a, b = psycopg.connect(conninfo), psycopg.connect(conninfo)
     a.execute("UPDATE lockpair SET id = id WHERE id = 1")
     b.execute("UPDATE lockpair SET id = id WHERE id = 2")
@@ -284,22 +328,31 @@ def pair():
 
 
 def replication_inventory(primary, replica, **limits):
-    return {"environment": "selftest-pg-replication", "postgres": [
-        {"name": "primary", "dsn": dsn(primary, "postgres"), "role": "primary", **limits},
-        {"name": "replica", "dsn": dsn(replica, "postgres"), "role": "replica", **limits},
-    ]}
+    return {
+        "environment": "selftest-pg-replication",
+        "postgres": [
+            {"name": "primary", "dsn": dsn(primary, "postgres"), "role": "primary", **limits},
+            {"name": "replica", "dsn": dsn(replica, "postgres"), "role": "replica", **limits},
+        ],
+    }
 
 
 def test_replication_healthy_then_paused(pair, tmp_path):
     primary, replica = pair
     time.sleep(1.2)  # the walsender has now been "active" longer than the 1 s query limit below
     limits = {"replication_lag_warn_s": 1, "replication_lag_crit_s": 2, "long_query_warn_s": 1}
-    healthy = run_suite(replication_inventory(primary, replica, **limits), tmp_path / "healthy",
-                        "-k", "replication or replay or role or slot or long_queries")
+    healthy = run_suite(
+        replication_inventory(primary, replica, **limits),
+        tmp_path / "healthy",
+        "-k",
+        "replication or replay or role or slot or long_queries",
+    )
     assert healthy.rc == 0, healthy.output
-    healthy.assert_passed("test_postgres_long_queries_below_warning[primary]",  # walsender ignored
-                          "test_postgres_replication_lag_below_warning[replica]",
-                          "test_postgres_replication_slots_active[primary]")
+    healthy.assert_passed(
+        "test_postgres_long_queries_below_warning[primary]",  # walsender ignored
+        "test_postgres_replication_lag_below_warning[replica]",
+        "test_postgres_replication_slots_active[primary]",
+    )
 
     # wrong expectations: the inventory says the replica is a primary
     swapped = run_suite(replication_inventory(replica, primary), tmp_path / "swapped", "-k", "role")
@@ -313,8 +366,12 @@ def test_replication_healthy_then_paused(pair, tmp_path):
             primary.psql("INSERT INTO ticks SELECT generate_series(1, 1000)")
             time.sleep(0.5)
         time.sleep(1)
-        broken = run_suite(replication_inventory(primary, replica, **limits), tmp_path / "paused",
-                           "-k", "replication or replay or slot")
+        broken = run_suite(
+            replication_inventory(primary, replica, **limits),
+            tmp_path / "paused",
+            "-k",
+            "replication or replay or slot",
+        )
     finally:
         replica.psql("SELECT pg_wal_replay_resume()")
         primary.psql("SELECT pg_drop_replication_slot('abandoned')")
@@ -365,20 +422,29 @@ def test_tls_verified_connection_passes_until_a_plain_client_connects(tls_server
 
 
 def test_sqlx_and_custom_migration_tables(server, tmp_path):
-    server.psql("CREATE TABLE _sqlx_migrations (version bigint PRIMARY KEY, success boolean NOT NULL); "
-                "INSERT INTO _sqlx_migrations VALUES (20240101000000, true), (20240201000000, false); "
-                "CREATE TABLE schema_info (release text); INSERT INTO schema_info VALUES ('2.4.1'); "
-                "GRANT SELECT ON _sqlx_migrations, schema_info TO opscheck", dbname="app")
+    server.psql(
+        "CREATE TABLE _sqlx_migrations (version bigint PRIMARY KEY, success boolean NOT NULL); "
+        "INSERT INTO _sqlx_migrations VALUES (20240101000000, true), (20240201000000, false); "
+        "CREATE TABLE schema_info (release text); INSERT INTO schema_info VALUES ('2.4.1'); "
+        "GRANT SELECT ON _sqlx_migrations, schema_info TO opscheck",
+        dbname="app",
+    )
     folder = tmp_path / "migrations"
     folder.mkdir()
     for name in ("20240101000000_init.sql", "20240201000000_add_jobs.sql"):
         (folder / name).write_text("-- a migration\n")
-    inventory = {"environment": "selftest-pg-sqlx", "postgres": [
-        # the newest migration failed (success = false): the schema is one behind the folder
-        {"name": "sqlx", "dsn": dsn(server), "migrations": {"tool": "sqlx", "folder": str(folder)}},
-        {"name": "custom", "dsn": dsn(server),
-         "migrations": {"tool": "custom", "table": "schema_info", "column": "release", "expected": "2.4.1"}},
-    ]}
+    inventory = {
+        "environment": "selftest-pg-sqlx",
+        "postgres": [
+            # the newest migration failed (success = false): the schema is one behind the folder
+            {"name": "sqlx", "dsn": dsn(server), "migrations": {"tool": "sqlx", "folder": str(folder)}},
+            {
+                "name": "custom",
+                "dsn": dsn(server),
+                "migrations": {"tool": "custom", "table": "schema_info", "column": "release", "expected": "2.4.1"},
+            },
+        ],
+    }
     result = run_suite(inventory, tmp_path / "run", "-k", "migrations")
     result.assert_failed("test_postgres_migrations_at_head[sqlx]", "['20240101000000']", "['20240201000000']")
     result.assert_passed("test_postgres_migrations_at_head[custom]")

@@ -2,8 +2,8 @@
 
 import pytest
 
-from fixtures.errors import OpscheckError
-from fixtures.redis import Redis, RedisClient
+from opscheck.core.errors import OpscheckError
+from opscheck.families.redis import Redis, RedisClient
 from tests.servers import RedisServer
 
 
@@ -12,8 +12,14 @@ def test_redis_client_refuses_writes_before_sending_them():
         client = RedisClient(Redis(name="q", url=server.url()), timeout=5)
         server.client().execute_command("CONFIG", "SET", "slowlog-log-slower-than", "0")  # log every command
         server.client().ping()
-        for command in (("SET", "k", "v"), ("FLUSHALL",), ("CONFIG", "SET", "maxmemory", "1"), ("DEL", "k"),
-                        ("SLOWLOG", "RESET"), ("LATENCY", "RESET")):
+        for command in (
+            ("SET", "k", "v"),
+            ("FLUSHALL",),
+            ("CONFIG", "SET", "maxmemory", "1"),
+            ("DEL", "k"),
+            ("SLOWLOG", "RESET"),
+            ("LATENCY", "RESET"),
+        ):
             with pytest.raises(OpscheckError, match="not a read-only command"):
                 client.command(*command)
         assert client.command("PING") is True

@@ -4,7 +4,7 @@ Basic auth headers, ssh:// host specs), and waived failures are redacted too."""
 
 import pytest
 
-from fixtures import redact
+from opscheck.core import redact
 from tests.conftest import run_suite
 from tests.servers import closed_port
 
@@ -34,22 +34,44 @@ def test_dsn_and_header_secrets_stay_out_of_every_report(tmp_path):
 
     port = closed_port()
     tomorrow = (dt.date.today() + dt.timedelta(days=1)).isoformat()
-    (tmp_path / "inventory.waivers.yml").write_text(yaml.safe_dump({"waivers": [
-        {"check": "test_postgres_select_1", "target": "query", "owner": "ops", "reason": "db move, OPS-1",
-         "expires": tomorrow}]}))
+    (tmp_path / "inventory.waivers.yml").write_text(
+        yaml.safe_dump(
+            {
+                "waivers": [
+                    {
+                        "check": "test_postgres_select_1",
+                        "target": "query",
+                        "owner": "ops",
+                        "reason": "db move, OPS-1",
+                        "expires": tomorrow,
+                    }
+                ]
+            }
+        )
+    )
     inventory = {
         "environment": "selftest-redaction",
-        "postgres": [{"name": "kv", "dsn": f"host=127.0.0.1 port={port} user=ops password = 'kv secret pw'"},
-                     {"name": "query", "dsn": f"postgresql://ops@127.0.0.1:{port}/app?password=query-secret-pw"}],
-        "http": [{"name": "api", "url": f"http://127.0.0.1:{port}/health?token=url-token-777",
-                  "headers": {"Authorization": "Basic YWRtaW46aHVudGVyMg=="}}],
+        "postgres": [
+            {"name": "kv", "dsn": f"host=127.0.0.1 port={port} user=ops password = 'kv secret pw'"},
+            {"name": "query", "dsn": f"postgresql://ops@127.0.0.1:{port}/app?password=query-secret-pw"},
+        ],
+        "http": [
+            {
+                "name": "api",
+                "url": f"http://127.0.0.1:{port}/health?token=url-token-777",
+                "headers": {"Authorization": "Basic YWRtaW46aHVudGVyMg=="},
+            }
+        ],
         "hosts": [{"name": "web", "spec": f"ssh://deploy:host-pass-55@127.0.0.1:{port}", "timeout": 2}],
     }
     result = run_suite(inventory, tmp_path)
     assert result.rc == 1, result.output
     assert result.outcome("test_postgres_select_1[kv]") == "failed"
     assert result.outcome("test_postgres_select_1[query]") in ("xfailed", "skipped"), result.output
-    texts = [result.output] + [p.read_text(errors="replace") for p in tmp_path.rglob("*")
-                               if p.is_file() and p.suffix in (".json", ".xml", ".html")]
+    texts = [result.output] + [
+        p.read_text(errors="replace")
+        for p in tmp_path.rglob("*")
+        if p.is_file() and p.suffix in (".json", ".xml", ".html")
+    ]
     for secret in ("kv secret pw", "query-secret-pw", "url-token-777", "YWRtaW46aHVudGVyMg==", "host-pass-55"):
         assert not any(secret in text for text in texts), f"{secret} leaked"

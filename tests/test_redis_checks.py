@@ -65,8 +65,9 @@ def result(healthy, full, busy, tmp_path_factory):
 
 
 def test_healthy_server_passes(result):
-    result.assert_passed("test_redis_ping[queue]", "test_redis_latency_below_limit[queue]",
-                         "test_redis_memory_below_limit[queue]")
+    result.assert_passed(
+        "test_redis_ping[queue]", "test_redis_latency_below_limit[queue]", "test_redis_memory_below_limit[queue]"
+    )
 
 
 def test_stopped_server_fails_then_blocks(result):
@@ -87,5 +88,6 @@ def test_memory_over_limit_fails(result):
 
 
 def test_slow_server_fails_latency(result):
-    result.assert_failed("test_redis_latency_below_limit[busy]", "PING p99", ">= limit 10 ms",
-                         "LATENCY LATEST: command latest")
+    result.assert_failed(
+        "test_redis_latency_below_limit[busy]", "PING p99", ">= limit 10 ms", "LATENCY LATEST: command latest"
+    )

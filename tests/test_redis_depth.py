@@ -19,9 +19,26 @@ from tests.servers import RedisServer
 
 ACL_PASSWORD = "acl-Reader-3318"
 # What opscheck needs and nothing more (the README gives the same line).
-READER_ACL = ["on", f">{ACL_PASSWORD}", "~*", "-@all", "+ping", "+info", "+type", "+exists", "+llen", "+xlen",
-              "+zcard", "+scard", "+hlen", "+ttl", "+dbsize", "+latency|latest", "+slowlog|get",
-              "+client|setname"]
+READER_ACL = [
+    "on",
+    f">{ACL_PASSWORD}",
+    "~*",
+    "-@all",
+    "+ping",
+    "+info",
+    "+type",
+    "+exists",
+    "+llen",
+    "+xlen",
+    "+zcard",
+    "+scard",
+    "+hlen",
+    "+ttl",
+    "+dbsize",
+    "+latency|latest",
+    "+slowlog|get",
+    "+client|setname",
+]
 
 
 def reader_url(server):
@@ -41,23 +58,37 @@ def jobs():
 
 
 def jobs_inventory(srv, **extra):
-    return {"environment": "selftest-redis-depth", "redis": [{
-        "name": "jobs", "url": reader_url(srv), "eviction_policy": "noeviction",
-        "queues": [{"key": "action_jobs"}, {"key": "flood_jobs"}, {"key": "acton_jobs"},
-                   {"key": "idle_jobs", "may_be_absent": True}, {"key": "events"}],
-        **extra,
-    }]}
+    return {
+        "environment": "selftest-redis-depth",
+        "redis": [
+            {
+                "name": "jobs",
+                "url": reader_url(srv),
+                "eviction_policy": "noeviction",
+                "queues": [
+                    {"key": "action_jobs"},
+                    {"key": "flood_jobs"},
+                    {"key": "acton_jobs"},
+                    {"key": "idle_jobs", "may_be_absent": True},
+                    {"key": "events"},
+                ],
+                **extra,
+            }
+        ],
+    }
 
 
 def test_queue_depths_against_warning_and_critical(jobs, tmp_path):
     result = run_suite(jobs_inventory(jobs), tmp_path, "-k", "queue")
-    result.assert_failed("test_redis_queue_depth_below_warning[jobs:action_jobs]",
-                         "action_jobs depth 12,000 (list) >= warning 10,000")
+    result.assert_failed(
+        "test_redis_queue_depth_below_warning[jobs:action_jobs]", "action_jobs depth 12,000 (list) >= warning 10,000"
+    )
     result.assert_passed("test_redis_queue_depth_below_critical[jobs:action_jobs]")
     result.assert_failed("test_redis_queue_depth_below_critical[jobs:flood_jobs]", ">= critical 50,000")
     result.assert_failed("test_redis_queue_depth_below_warning[jobs:acton_jobs]", "acton_jobs does not exist")
-    result.assert_passed("test_redis_queue_depth_below_warning[jobs:idle_jobs]",
-                         "test_redis_queue_depth_below_critical[jobs:events]")
+    result.assert_passed(
+        "test_redis_queue_depth_below_warning[jobs:idle_jobs]", "test_redis_queue_depth_below_critical[jobs:events]"
+    )
 
 
 def test_least_privilege_user_runs_every_check(jobs, tmp_path):
@@ -79,8 +110,10 @@ def small():
 
 
 def test_clients_blocked_rejected_and_evicted(small, tmp_path):
-    inventory = {"environment": "selftest-redis-small",
-                 "redis": [{"name": "small", "url": small.url(), "blocked_clients_max": 0}]}
+    inventory = {
+        "environment": "selftest-redis-small",
+        "redis": [{"name": "small", "url": small.url(), "blocked_clients_max": 0}],
+    }
     first = run_suite(inventory, tmp_path, "-k", "new_ or clients")
     assert first.rc == 0, first.output
     held = []
@@ -116,10 +149,13 @@ def test_failed_background_save_and_old_snapshot_fail(tmp_path):
     with RedisServer("--dir", "/proc") as srv:  # nothing can be written there
         srv.client().execute_command("BGSAVE")
         time.sleep(1.5)
-        inventory = {"environment": "selftest-redis-persist", "redis": [
-            {"name": "broken", "url": srv.url(), "persistence": "rdb", "last_save_max_age_h": 0.0003},
-            {"name": "fresh", "url": srv.url(), "persistence": "rdb"},
-        ]}
+        inventory = {
+            "environment": "selftest-redis-persist",
+            "redis": [
+                {"name": "broken", "url": srv.url(), "persistence": "rdb", "last_save_max_age_h": 0.0003},
+                {"name": "fresh", "url": srv.url(), "persistence": "rdb"},
+            ],
+        }
         result = run_suite(inventory, tmp_path, "-k", "persistence or save")
     result.assert_failed("test_redis_persistence_ok[broken]", "rdb_last_bgsave_status err")
     # 0.0003 h (about 1 s) is a tiny limit on a real reading: no save ever succeeded here
@@ -135,14 +171,18 @@ def test_replica_loses_its_master(tmp_path):
             deadline = time.monotonic() + 15
             while client.info("replication").get("master_link_status") != "up" and time.monotonic() < deadline:
                 time.sleep(0.1)
-            inventory = {"environment": "selftest-redis-repl", "redis": [
-                {"name": "master", "url": master.url(), "role": "master"},
-                {"name": "replica", "url": replica.url(), "role": "replica"},
-                {"name": "wrong-role", "url": replica.url(), "role": "master"},
-            ]}
+            inventory = {
+                "environment": "selftest-redis-repl",
+                "redis": [
+                    {"name": "master", "url": master.url(), "role": "master"},
+                    {"name": "replica", "url": replica.url(), "role": "replica"},
+                    {"name": "wrong-role", "url": replica.url(), "role": "master"},
+                ],
+            }
             healthy = run_suite(inventory, tmp_path / "up", "-k", "replication")
-            healthy.assert_passed("test_redis_replication_as_expected[master]",
-                                  "test_redis_replication_as_expected[replica]")
+            healthy.assert_passed(
+                "test_redis_replication_as_expected[master]", "test_redis_replication_as_expected[replica]"
+            )
             healthy.assert_failed("test_redis_replication_as_expected[wrong-role]", "role replica, expected master")
             master.stop()
             time.sleep(1)
@@ -163,11 +203,14 @@ def test_tls_with_ca_file_passes_and_without_it_fails(tmp_path):
     leaf.private_key_pem.write_to_path(paths["key"])
     with RedisServer(tls={k: str(v) for k, v in paths.items()}) as srv:
         url = f"rediss://127.0.0.1:{srv.port}/0"
-        inventory = {"environment": "selftest-redis-tls", "redis": [
-            {"name": "verified", "url": url, "tls_ca_file": str(paths["ca"])},
-            {"name": "unknown-ca", "url": url},
-            {"name": "plain", "url": f"redis://127.0.0.1:{srv.port}/0", "timeout": 1},
-        ]}
+        inventory = {
+            "environment": "selftest-redis-tls",
+            "redis": [
+                {"name": "verified", "url": url, "tls_ca_file": str(paths["ca"])},
+                {"name": "unknown-ca", "url": url},
+                {"name": "plain", "url": f"redis://127.0.0.1:{srv.port}/0", "timeout": 1},
+            ],
+        }
         result = run_suite(inventory, tmp_path / "run", "-k", "ping")
     result.assert_passed("test_redis_ping[verified]")
     result.assert_failed("test_redis_ping[unknown-ca]", "certificate verify failed")

@@ -17,8 +17,7 @@ def test_run_writes_html_junit_summary_and_latest(run_checks):
     assert latest.is_symlink()
     assert {p.name for p in latest.iterdir()} == {"report.html", "junit.xml", "summary.json"}
     html = (latest / "report.html").read_text()
-    for header in ("Environment", "Inventory", "Git revision", "Runner host", "Started (UTC)",
-                   "Checks by family"):
+    for header in ("Environment", "Inventory", "Git revision", "Runner host", "Started (UTC)", "Checks by family"):
         assert header in html, header
     summary = json.loads((latest / "summary.json").read_text())
     assert summary["environment"] == "local" and summary["exit_status"] == 0
@@ -39,7 +38,7 @@ def test_failure_shows_runbook_hint_everywhere(run_checks):
     failure = ET.parse(latest / "junit.xml").getroot().find(".//failure")
     assert "runbook: Little available memory" in (failure.get("message", "") + (failure.text or ""))
     summary = json.loads((latest / "summary.json").read_text())
-    assert summary["families"]["host"]["failed"] == 1
+    assert summary["families"]["hosts"]["failed"] == 1
 
 
 def test_old_runs_are_pruned(run_checks, tmp_path):
@@ -85,8 +84,10 @@ def test_a_check_that_times_out_is_a_failure_not_a_lost_run(run_checks):
     from tests.servers import HttpServer, Route
 
     with HttpServer({"/hang": Route(body={"status": "ok"}, delay=5)}) as server:
-        inventory = {"environment": "selftest-timeout",
-                     "http": [{"name": "hangs", "url": server.url("/hang"), "timeout": 30}]}
+        inventory = {
+            "environment": "selftest-timeout",
+            "http": [{"name": "hangs", "url": server.url("/hang"), "timeout": 30}],
+        }
         result = run_checks(inventory, "--timeout", "1", "-k", "status")
     assert result.rc == 1, result.output
     result.assert_failed("test_http_status[hangs]", "Timeout")

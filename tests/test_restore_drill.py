@@ -26,32 +26,53 @@ def setup(tmp_path_factory):
         pg.psql("CREATE DATABASE scratch OWNER drill")
         pg.psql("CREATE DATABASE busy OWNER drill")
         pg.psql("CREATE TABLE keep_me (id int)", dbname="busy")
-        pg.psql("CREATE TABLE orders (id int PRIMARY KEY, total numeric); "
-                "INSERT INTO orders SELECT g, g * 1.5 FROM generate_series(1, 500) g; "
-                "CREATE TABLE customers (id int)", dbname="app")
+        pg.psql(
+            "CREATE TABLE orders (id int PRIMARY KEY, total numeric); "
+            "INSERT INTO orders SELECT g, g * 1.5 FROM generate_series(1, 500) g; "
+            "CREATE TABLE customers (id int)",
+            dbname="app",
+        )
         pg.psql("ALTER TABLE orders OWNER TO drill; ALTER TABLE customers OWNER TO drill", dbname="app")
         folder = Path(pg.dir) / "dumps"  # pytest's tmp dirs are private to root; pg_dump runs as postgres
         folder.mkdir()
         shutil.chown(folder, "postgres")
         old = folder / "app-1.dump"
-        pg._as_postgres(f"{pg.bindir}/pg_dump", "-Fc", "-h", pg.dir, "-p", str(pg.port), "-d", "app",
-                        "-f", str(old))
+        pg._as_postgres(f"{pg.bindir}/pg_dump", "-Fc", "-h", pg.dir, "-p", str(pg.port), "-d", "app", "-f", str(old))
         os.utime(old, (time.time() - 3 * 86400,) * 2)
         pg.psql("CREATE TABLE newest_only (id int)", dbname="app")
-        pg._as_postgres(f"{pg.bindir}/pg_dump", "-Fc", "-h", pg.dir, "-p", str(pg.port), "-d", "app",
-                        "-f", str(folder / "app-2.dump"))
+        pg._as_postgres(
+            f"{pg.bindir}/pg_dump",
+            "-Fc",
+            "-h",
+            pg.dir,
+            "-p",
+            str(pg.port),
+            "-d",
+            "app",
+            "-f",
+            str(folder / "app-2.dump"),
+        )
         inventory = tmp_path_factory.mktemp("drill") / "inventory.yml"
-        inventory.write_text(yaml.safe_dump({
-            "environment": "selftest-drill",
-            "postgres": [{"name": "app-db", "dsn": pg.dsn("drill", PASSWORD, "app")}],
-            "backups": [{"name": "app-dump", "path": f"{folder}/*.dump"}],
-        }))
+        inventory.write_text(
+            yaml.safe_dump(
+                {
+                    "environment": "selftest-drill",
+                    "postgres": [{"name": "app-db", "dsn": pg.dsn("drill", PASSWORD, "app")}],
+                    "backups": [{"name": "app-dump", "path": f"{folder}/*.dump"}],
+                }
+            )
+        )
         yield pg, inventory
 
 
 def _drill(inventory, *args):
-    return subprocess.run([sys.executable, "-m", "fixtures.cli", "restore-drill", *args, f"--inventory={inventory}"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "opscheck.cli", "restore-drill", *args, f"--inventory={inventory}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_refuses_a_target_of_the_inventory(setup):
@@ -65,8 +86,14 @@ def test_refuses_a_target_of_the_inventory(setup):
 
 def test_restores_the_newest_dump_and_reports(setup):
     pg, inventory = setup
-    proc = _drill(inventory, "app-dump", "--into", pg.dsn("drill", PASSWORD, "scratch"),
-                  "--query", "SELECT sum(total) FROM orders")
+    proc = _drill(
+        inventory,
+        "app-dump",
+        "--into",
+        pg.dsn("drill", PASSWORD, "scratch"),
+        "--query",
+        "SELECT sum(total) FROM orders",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "app-2.dump" in proc.stdout and "custom-format" in proc.stdout
     assert "tables restored: 3" in proc.stdout  # newest_only is only in the newest dump

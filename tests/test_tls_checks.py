@@ -12,34 +12,18 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import hashes
 
-from fixtures.tls import fingerprint
+from opscheck.core.x509 import fingerprint
 from tests.conftest import run_suite
 from tests.servers import PostgresServer, SilentListener, closed_port
-from tests.servers_tls import Nginx, Pki, Site
+from tests.servers_tls import Nginx, Site, certificate_file_targets, certificate_files_on_disk, selftest_pki
 
 
 @pytest.fixture(scope="module")
 def pki():
-    directory = Path(tempfile.mkdtemp(prefix="opscheck-pki-", dir="/tmp"))
-    pki = Pki(directory)
-    pki.good = pki.issue("good")
-    pki.soon10 = pki.issue("soon10", days=10)
-    pki.soon20 = pki.issue("soon20", days=20)
-    pki.expired = pki.issue("expired", expired=True)
-    pki.selfsigned = pki.issue("selfsigned", issuer=None)
-    pki.wronghost = pki.issue("wronghost", hosts=("other.example",))
-    pki.sha1 = pki.issue("sha1", hash_alg=hashes.SHA1())
-    pki.rsa1024 = pki.issue("rsa1024", key="rsa1024")
-    pki.longlived = pki.issue("longlived", days=800)
-    pki.client = pki.issue("client", client=True)
-    pki.client_soon = pki.issue("client-soon", client=True, days=10)
-    pki.client_ca = pki.write("client-ca.crt", pki.intermediate.pem + pki.root.pem)
-    pki.foreign = Pki(directory / "foreign")
-    pki.foreign_client = pki.foreign.issue("foreign-client", client=True)
+    pki = selftest_pki()
     yield pki
-    shutil.rmtree(directory, ignore_errors=True)
+    shutil.rmtree(pki.directory, ignore_errors=True)
 
 
 SECURE_HEADERS = {
@@ -72,8 +56,12 @@ def nginx(pki):
         "tls10": site(pki.good, i, protocols="TLSv1 TLSv1.1 TLSv1.2", weak=True),
         "tls13only": site(pki.good, i, protocols="TLSv1.3"),
         "mtls": site(pki.good, i, client_ca=pki.client_ca),
-        "leaky": site(pki.good, i, server_tokens=True,
-                      headers={"Strict-Transport-Security": "max-age=300", "X-Powered-By": "PHP/8.1.2"}),
+        "leaky": site(
+            pki.good,
+            i,
+            server_tokens=True,
+            headers={"Strict-Transport-Security": "max-age=300", "X-Powered-By": "PHP/8.1.2"},
+        ),
     }
     with Nginx(sites) as server:
         yield server
@@ -89,8 +77,9 @@ def postgres_ssl(pki):
     (certs / "server.key").chmod(0o600)
     for path in (certs, *certs.iterdir()):
         shutil.chown(path, "postgres", "postgres")
-    server = PostgresServer({"ssl": "on", "ssl_cert_file": f"'{certs}/server.crt'",
-                             "ssl_key_file": f"'{certs}/server.key'"})
+    server = PostgresServer(
+        {"ssl": "on", "ssl_cert_file": f"'{certs}/server.crt'", "ssl_key_file": f"'{certs}/server.key'"}
+    )
     server.plain = PostgresServer()  # ssl = off: answers the SSLRequest with 'N'
     try:
         server.start()
@@ -103,26 +92,18 @@ def postgres_ssl(pki):
 
 
 def tls_target(nginx, site, name=None, **extra):
-    return {"name": name or site, "host": "127.0.0.1", "port": nginx.sites[site].port,
-            "server_name": "localhost", **extra}
+    return {
+        "name": name or site,
+        "host": "127.0.0.1",
+        "port": nginx.sites[site].port,
+        "server_name": "localhost",
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
 def files(pki):
-    """Certificate files on this host (local://), good and broken, as a deploy leaves them."""
-    d = pki.directory / "files"
-    d.mkdir()
-    good = pki.good
-    (d / "server.crt").write_bytes(good.pem)
-    (d / "server.key").write_bytes(good.key_pem)
-    (d / "server.key").chmod(0o600)
-    (d / "bundle.crt").write_bytes(good.pem + pki.intermediate.pem)
-    (d / "open.key").write_bytes(good.key_pem)
-    (d / "open.key").chmod(0o644)
-    (d / "other.key").write_bytes(pki.soon20.key_pem)
-    (d / "other.key").chmod(0o600)
-    (d / "not-pem.crt").write_text("hello\n")
-    return d
+    return certificate_files_on_disk(pki)
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +126,15 @@ def result(pki, nginx, postgres_ssl, files, http_plain, silent, tmp_path_factory
     good_url = f"https://localhost:{nginx.sites['good'].port}/"
     leaky_url = f"https://localhost:{nginx.sites['leaky'].port}/"
     tls = [
-        tls_target(nginx, "good", ca_file=ca, max_validity_days=398, serves_certificate_file="good-files",
-                   pin_sha256=[fingerprint(pki.good.cert)], expect_issuer="CN=opscheck-test-intermediate"),
+        tls_target(
+            nginx,
+            "good",
+            ca_file=ca,
+            max_validity_days=398,
+            serves_certificate_file="good-files",
+            pin_sha256=[fingerprint(pki.good.cert)],
+            expect_issuer="CN=opscheck-test-intermediate",
+        ),
         tls_target(nginx, "soon10", ca_file=ca),
         tls_target(nginx, "soon20", ca_file=ca, serves_certificate_file="good-files"),  # not reloaded
         tls_target(nginx, "expired", ca_file=ca),
@@ -161,73 +149,143 @@ def result(pki, nginx, postgres_ssl, files, http_plain, silent, tmp_path_factory
         tls_target(nginx, "tls13only", ca_file=ca),
         tls_target(nginx, "good", "public-good"),  # system store: a private CA does not verify
         tls_target(nginx, "good", "wrong-pin", ca_file=ca, pin_sha256=["00" * 32], expect_issuer="Let's Encrypt"),
-        tls_target(nginx, "mtls", ca_file=ca, client_cert=str(pki.client.cert_path),
-                   client_key=str(pki.client.key_path), client_cert_required=True),
-        tls_target(nginx, "mtls", "mtls-foreign-client", ca_file=ca, client_cert=str(pki.foreign_client.cert_path),
-                   client_key=str(pki.foreign_client.key_path), client_cert_required=True),
-        tls_target(nginx, "mtls", "mtls-client-expiring", ca_file=ca, client_cert=str(pki.client_soon.cert_path),
-                   client_key=str(pki.client_soon.key_path)),
-        tls_target(nginx, "soon20", "not-mtls", ca_file=ca, client_cert=str(pki.client.cert_path),
-                   client_key=str(pki.client.key_path), client_cert_required=True),
-        {"name": "postgres", "host": "127.0.0.1", "port": postgres_ssl.port, "server_name": "localhost",
-         "starttls": "postgres", "ca_file": ca},
-        {"name": "postgres-no-ssl", "host": "127.0.0.1", "port": postgres_ssl.plain.port,
-         "starttls": "postgres", "ca_file": ca},
+        tls_target(
+            nginx,
+            "mtls",
+            ca_file=ca,
+            client_cert=str(pki.client.cert_path),
+            client_key=str(pki.client.key_path),
+            client_cert_required=True,
+        ),
+        tls_target(
+            nginx,
+            "mtls",
+            "mtls-foreign-client",
+            ca_file=ca,
+            client_cert=str(pki.foreign_client.cert_path),
+            client_key=str(pki.foreign_client.key_path),
+            client_cert_required=True,
+        ),
+        tls_target(
+            nginx,
+            "mtls",
+            "mtls-client-expiring",
+            ca_file=ca,
+            client_cert=str(pki.client_soon.cert_path),
+            client_key=str(pki.client_soon.key_path),
+        ),
+        tls_target(
+            nginx,
+            "soon20",
+            "not-mtls",
+            ca_file=ca,
+            client_cert=str(pki.client.cert_path),
+            client_key=str(pki.client.key_path),
+            client_cert_required=True,
+        ),
+        {
+            "name": "postgres",
+            "host": "127.0.0.1",
+            "port": postgres_ssl.port,
+            "server_name": "localhost",
+            "starttls": "postgres",
+            "ca_file": ca,
+        },
+        {
+            "name": "postgres-no-ssl",
+            "host": "127.0.0.1",
+            "port": postgres_ssl.plain.port,
+            "starttls": "postgres",
+            "ca_file": ca,
+        },
         {"name": "dead", "host": "127.0.0.1", "port": closed_port(), "timeout": 2},
         {"name": "silent", "host": "127.0.0.1", "port": silent.port, "timeout": 1},
     ]
-    f = str(files)
-    certificate_files = [
-        {"name": "good-files", "spec": "local://", "cert": f"{f}/server.crt", "key": f"{f}/server.key",
-         "ca": str(pki.client_ca), "server_auth": True},  # intermediate + root, as `openssl verify -CAfile` needs
-        {"name": "client-cert-as-server", "cert": str(pki.client.cert_path), "server_auth": True},
-        {"name": "bundle", "cert": f"{f}/bundle.crt", "ca": ca},
-        {"name": "expired-file", "cert": str(pki.expired.cert_path), "ca": ca},
-        {"name": "soon-file", "cert": str(pki.soon10.cert_path)},
-        {"name": "wrong-key", "cert": f"{f}/server.crt", "key": f"{f}/other.key"},
-        {"name": "open-key", "cert": f"{f}/server.crt", "key": f"{f}/open.key"},
-        {"name": "foreign-ca", "cert": f"{f}/server.crt", "ca": str(pki.foreign.ca_file)},
-        {"name": "no-intermediate-file", "cert": f"{f}/server.crt", "ca": ca},
-        {"name": "missing", "cert": f"{f}/nope.crt"},
-        {"name": "not-pem", "cert": f"{f}/not-pem.crt"},
-    ]
-    security = {"hsts_include_subdomains": True, "csp": True, "frame_policy": True,
-                "rate_limit_headers": ["X-RateLimit-Remaining"],
-                "https_redirect_from": f"http://127.0.0.1:{nginx.sites['good'].http_port}/"}
+    certificate_files = certificate_file_targets(pki, files)
+    security = {
+        "hsts_include_subdomains": True,
+        "csp": True,
+        "frame_policy": True,
+        "rate_limit_headers": ["X-RateLimit-Remaining"],
+        "https_redirect_from": f"http://127.0.0.1:{nginx.sites['good'].http_port}/",
+    }
     http = [
-        {"name": "secure", "url": good_url, "verify": ca,
-         "security": {**security, "api_key": {"key": "${OPSCHECK_TEST_API_KEY}", "header": "X-API-Key",
-                                               "scheme": "", "revoked_key": "${OPSCHECK_TEST_REVOKED_KEY}"}}},
-        {"name": "secure-revoked", "url": good_url, "verify": ca, "security": {
-            "hsts_min_max_age": None, "api_key": {"key": "${OPSCHECK_TEST_REVOKED_KEY}", "header": "X-API-Key",
-                                                  "scheme": ""}}},
-        {"name": "leaky", "url": leaky_url, "verify": ca,
-         "security": {**security, "https_redirect_from": http_plain.url("/"),
-                      "api_key": {"key": "${OPSCHECK_TEST_BAD_KEY}", "header": "X-API-Key", "scheme": "",
-                                  "revoked_key": "${OPSCHECK_TEST_REVOKED_KEY}"}}},
+        {
+            "name": "secure",
+            "url": good_url,
+            "verify": ca,
+            "security": {
+                **security,
+                "api_key": {
+                    "key": "${OPSCHECK_TEST_API_KEY}",
+                    "header": "X-API-Key",
+                    "scheme": "",
+                    "revoked_key": "${OPSCHECK_TEST_REVOKED_KEY}",
+                },
+            },
+        },
+        {
+            "name": "secure-revoked",
+            "url": good_url,
+            "verify": ca,
+            "security": {
+                "hsts_min_max_age": None,
+                "api_key": {"key": "${OPSCHECK_TEST_REVOKED_KEY}", "header": "X-API-Key", "scheme": ""},
+            },
+        },
+        {
+            "name": "leaky",
+            "url": leaky_url,
+            "verify": ca,
+            "security": {
+                **security,
+                "https_redirect_from": http_plain.url("/"),
+                "api_key": {
+                    "key": "${OPSCHECK_TEST_BAD_KEY}",
+                    "header": "X-API-Key",
+                    "scheme": "",
+                    "revoked_key": "${OPSCHECK_TEST_REVOKED_KEY}",
+                },
+            },
+        },
     ]
-    env = {"OPSCHECK_TEST_API_KEY": "sk_test_GoodKey123", "OPSCHECK_TEST_REVOKED_KEY": "sk_test_RevokedKey456",
-           "OPSCHECK_TEST_BAD_KEY": "live-NotAKey789"}
+    env = {
+        "OPSCHECK_TEST_API_KEY": "sk_test_GoodKey123",
+        "OPSCHECK_TEST_REVOKED_KEY": "sk_test_RevokedKey456",
+        "OPSCHECK_TEST_BAD_KEY": "live-NotAKey789",
+    }
     inventory = {"environment": "selftest-tls", "tls": tls, "certificate_files": certificate_files, "http": http}
     return run_suite(inventory, tmp_path_factory.mktemp("tls"), "-m", "tls or security", env=env)
 
 
 GOOD_CHECKS = [
-    "test_tls_handshake", "test_tls_chain_verifies", "test_tls_hostname_matches",
-    "test_tls_certificates_expiry_warning", "test_tls_certificates_expiry_critical",
-    "test_tls_legacy_protocols_refused", "test_tls_modern_protocols_accepted", "test_tls_signatures_not_weak",
-    "test_tls_key_strength", "test_tls_served_chain_complete",
+    "test_tls_handshake",
+    "test_tls_chain_verifies",
+    "test_tls_hostname_matches",
+    "test_tls_certificates_expiry_warning",
+    "test_tls_certificates_expiry_critical",
+    "test_tls_legacy_protocols_refused",
+    "test_tls_modern_protocols_accepted",
+    "test_tls_signatures_not_weak",
+    "test_tls_key_strength",
+    "test_tls_served_chain_complete",
 ]
 
 
 def test_good_endpoint_passes_every_check(result):
-    result.assert_passed(*(f"{c}[good]" for c in GOOD_CHECKS), "test_tls_validity_period[good]",
-                         "test_tls_pinned[good]")
+    result.assert_passed(
+        *(f"{c}[good]" for c in GOOD_CHECKS), "test_tls_validity_period[good]", "test_tls_pinned[good]"
+    )
 
 
 def test_expiring_in_20_days_warns_only(result):
-    result.assert_failed("test_tls_certificates_expiry_warning[soon20]", 'served certificate "CN=soon20',
-                         "issuer \"CN=opscheck-test-intermediate", "not after", "< warning 30 days")
+    result.assert_failed(
+        "test_tls_certificates_expiry_warning[soon20]",
+        'served certificate "CN=soon20',
+        'issuer "CN=opscheck-test-intermediate',
+        "not after",
+        "< warning 30 days",
+    )
     result.assert_passed("test_tls_certificates_expiry_critical[soon20]")
 
 
@@ -249,15 +307,20 @@ def test_untrusted_chains_fail_verification(result):
 
 
 def test_wrong_hostname_fails(result):
-    result.assert_failed("test_tls_hostname_matches[wronghost]", "CN=wronghost", "does not match 'localhost'",
-                         "other.example")
+    result.assert_failed(
+        "test_tls_hostname_matches[wronghost]", "CN=wronghost", "does not match 'localhost'", "other.example"
+    )
     result.assert_passed("test_tls_chain_verifies[wronghost]")  # trust and name are judged apart
 
 
 def test_sha1_signature_fails(result):
     result.assert_failed("test_tls_signatures_not_weak[sha1]", "CN=sha1", "signed with SHA1")
-    result.assert_passed("test_tls_handshake[sha1]", "test_tls_key_strength[sha1]",
-                         "test_tls_served_chain_complete[sha1]", "test_tls_chain_verifies[sha1]")
+    result.assert_passed(
+        "test_tls_handshake[sha1]",
+        "test_tls_key_strength[sha1]",
+        "test_tls_served_chain_complete[sha1]",
+        "test_tls_chain_verifies[sha1]",
+    )
 
 
 def test_weak_rsa_key_fails(result):
@@ -270,15 +333,20 @@ def test_long_validity_fails(result):
 
 
 def test_served_chain_problems(result):
-    result.assert_failed("test_tls_served_chain_complete[no-intermediate]", "missing intermediate",
-                         'CN=good', 'issuer "CN=opscheck-test-intermediate')
+    result.assert_failed(
+        "test_tls_served_chain_complete[no-intermediate]",
+        "missing intermediate",
+        "CN=good",
+        'issuer "CN=opscheck-test-intermediate',
+    )
     result.assert_failed("test_tls_served_chain_complete[with-root]", "serves the root", "CN=opscheck-test-root")
     result.assert_passed("test_tls_chain_verifies[with-root]")
 
 
 def test_legacy_protocols(result):
-    message = result.assert_failed("test_tls_legacy_protocols_refused[tls10]", "TLSv1 accepted (negotiated TLSv1 ",
-                                   "TLSv1.1 accepted")
+    message = result.assert_failed(
+        "test_tls_legacy_protocols_refused[tls10]", "TLSv1 accepted (negotiated TLSv1 ", "TLSv1.1 accepted"
+    )
     assert "must be refused" in message
     result.assert_failed("test_tls_modern_protocols_accepted[tls13only]", "TLSv1.2 refused")
     result.assert_passed("test_tls_legacy_protocols_refused[tls13only]", "test_tls_modern_protocols_accepted[tls10]")
@@ -301,17 +369,23 @@ def test_default_settings_probe_would_miss_tls10(nginx):
 
 
 def test_pinning(result):
-    result.assert_failed("test_tls_pinned[wrong-pin]", "pinned SHA-256", "does not match \"Let's Encrypt\"")
+    result.assert_failed("test_tls_pinned[wrong-pin]", "pinned SHA-256", 'does not match "Let\'s Encrypt"')
 
 
 def test_mtls(result):
-    result.assert_passed("test_tls_client_certificate_required[mtls]", "test_tls_client_certificate_accepted[mtls]",
-                         "test_tls_client_certificate_required[mtls-foreign-client]",
-                         "test_tls_certificates_expiry_critical[mtls]")
+    result.assert_passed(
+        "test_tls_client_certificate_required[mtls]",
+        "test_tls_client_certificate_accepted[mtls]",
+        "test_tls_client_certificate_required[mtls-foreign-client]",
+        "test_tls_certificates_expiry_critical[mtls]",
+    )
     result.assert_failed("test_tls_client_certificate_accepted[mtls-foreign-client]", "answered 400", "foreign-client")
     result.assert_failed("test_tls_client_certificate_required[not-mtls]", "without a client certificate answered 200")
-    result.assert_failed("test_tls_certificates_expiry_critical[mtls-client-expiring]",
-                         'client certificate "CN=client-soon', "< critical 14 days")
+    result.assert_failed(
+        "test_tls_certificates_expiry_critical[mtls-client-expiring]",
+        'client certificate "CN=client-soon',
+        "< critical 14 days",
+    )
 
 
 def test_postgres_ssl(result):
@@ -333,48 +407,30 @@ def test_silent_endpoint_costs_one_timeout(result):
     assert sum(c["duration"] for c in silent) < 2.5, [c["duration"] for c in silent]
 
 
-def test_certificate_files(result):
-    result.assert_passed(*(f"{c}[good-files]" for c in (
-        "test_certificate_file_valid", "test_certificate_file_expiry_warning", "test_certificate_file_expiry_critical",
-        "test_certificate_file_key_matches", "test_certificate_file_key_private", "test_certificate_file_verifies")),
-        "test_certificate_file_verifies[bundle]")
-    result.assert_failed("test_certificate_file_expiry_critical[expired-file]", "CN=expired", "EXPIRED")
-    result.assert_failed("test_certificate_file_verifies[expired-file]", "outside its validity period")
-    result.assert_failed("test_certificate_file_expiry_critical[soon-file]", "CN=soon10", "< critical 14 days")
-    result.assert_failed("test_certificate_file_expiry_warning[soon-file]", "CN=soon10", "< warning 30 days")
-    result.assert_failed("test_certificate_file_key_matches[wrong-key]", "does not match certificate", "CN=good")
-    result.assert_failed("test_certificate_file_key_private[open-key]", "mode 0644")
-    result.assert_failed("test_certificate_file_verifies[foreign-ca]", "no issuer of", "CN=good")
-    result.assert_failed("test_certificate_file_verifies[no-intermediate-file]", "unable to get local issuer")
-    result.assert_failed("test_certificate_file_valid[missing]", "nope.crt does not exist")
-    result.assert_failed("test_certificate_file_valid[not-pem]", "no PEM certificate")
-    result.assert_passed("test_certificate_file_server_auth[good-files]", "test_tls_serves_certificate_file[good]")
-    result.assert_failed("test_certificate_file_server_auth[client-cert-as-server]", "clientAuth, not serverAuth")
-    result.assert_failed("test_tls_serves_certificate_file[soon20]", "serves \"CN=soon20", "holds \"CN=good")
-
-
-def test_private_keys_never_reach_the_report(result, pki, files):
-    text = result.output + "".join(p.read_text() for p in result.reports_dir.rglob("*") if p.is_file()
-                                   and p.suffix in (".json", ".xml", ".html"))
-    assert "PRIVATE KEY" not in text
-    assert pki.good.key_pem.decode().splitlines()[1] not in text
-
-
 def test_http_security_headers(result):
-    result.assert_passed("test_hsts_header[secure]", "test_security_headers_present[secure]",
-                         "test_no_revealing_headers[secure]", "test_rate_limit_headers_present[secure]",
-                         "test_http_redirects_to_https[secure]")
+    result.assert_passed(
+        "test_hsts_header[secure]",
+        "test_security_headers_present[secure]",
+        "test_no_revealing_headers[secure]",
+        "test_rate_limit_headers_present[secure]",
+        "test_http_redirects_to_https[secure]",
+    )
     result.assert_failed("test_hsts_header[leaky]", "max-age 300 < 31,536,000", "includeSubDomains missing")
-    result.assert_failed("test_security_headers_present[leaky]", "X-Content-Type-Options", "Content-Security-Policy",
-                         "frame policy")
+    result.assert_failed(
+        "test_security_headers_present[leaky]", "X-Content-Type-Options", "Content-Security-Policy", "frame policy"
+    )
     result.assert_failed("test_no_revealing_headers[leaky]", "X-Powered-By", "reveals a version")
     result.assert_failed("test_rate_limit_headers_present[leaky]", "missing X-RateLimit-Remaining")
     result.assert_failed("test_http_redirects_to_https[leaky]", "answered 200", "expected a redirect to https://")
 
 
 def test_api_keys(result):
-    result.assert_passed("test_api_key_accepted[secure]", "test_api_key_required[secure]",
-                         "test_revoked_api_key_refused[secure]", "test_api_key_format[secure]")
+    result.assert_passed(
+        "test_api_key_accepted[secure]",
+        "test_api_key_required[secure]",
+        "test_revoked_api_key_refused[secure]",
+        "test_api_key_format[secure]",
+    )
     result.assert_failed("test_api_key_accepted[secure-revoked]", "with the API key: status 401, expected 2xx")
     result.assert_failed("test_api_key_required[leaky]", "without an API key: status 200, expected 401")
     result.assert_failed("test_revoked_api_key_refused[leaky]", "with the revoked API key: status 200")
@@ -382,8 +438,9 @@ def test_api_keys(result):
 
 
 def test_api_keys_never_printed(result):
-    text = result.output + "".join(p.read_text() for p in result.reports_dir.rglob("*") if p.is_file()
-                                   and p.suffix in (".json", ".xml", ".html"))
+    text = result.output + "".join(
+        p.read_text() for p in result.reports_dir.rglob("*") if p.is_file() and p.suffix in (".json", ".xml", ".html")
+    )
     for key in ("GoodKey123", "RevokedKey456", "NotAKey789"):
         assert key not in text
 
@@ -395,21 +452,31 @@ CHECK_HTTP = "/usr/lib/nagios/plugins/check_http"
 @pytest.mark.parametrize("site", ["good", "soon20", "soon10", "expired"])
 def test_expiry_verdict_agrees_with_check_http(site, result, nginx):
     """check_http -C 30,14 (OK/WARNING/CRITICAL) and our two expiry checks say the same."""
-    proc = subprocess.run([CHECK_HTTP, "-H", "localhost", "-I", "127.0.0.1", "-p", str(nginx.sites[site].port),
-                           "-S", "--sni", "-C", "30,14"], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [
+            CHECK_HTTP,
+            "-H",
+            "localhost",
+            "-I",
+            "127.0.0.1",
+            "-p",
+            str(nginx.sites[site].port),
+            "-S",
+            "--sni",
+            "-C",
+            "30,14",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     warn = result.outcome(f"test_tls_certificates_expiry_warning[{site}]")
     crit = result.outcome(f"test_tls_certificates_expiry_critical[{site}]")
     ours = 2 if crit == "failed" else 1 if warn == "failed" else 0
     assert proc.returncode == ours, f"check_http {proc.returncode} ({proc.stdout.strip()}) vs ours {ours}"
 
 
-def test_key_read_raw_where_the_host_has_no_openssl(pki):
-    """Without openssl on the host the key is read, its public half kept, the key dropped."""
-    from fixtures.tls import _parse_files, public_pem
-
-    text = "\n".join(["@@cert /c.crt", pki.good.pem.decode(), "@@keymode", "600 postgres",
-                      "@@keyraw", pki.good.key_pem.decode()])
-    facts = _parse_files(text)
-    assert facts.key_mode == (0o600, "postgres")
-    assert facts.key_public.strip() == public_pem(pki.good.cert).strip()
-    assert "PRIVATE" not in repr(facts)
+def test_serves_the_certificate_file(result):
+    """A renewed certificate file that the proxy never reloaded fails (tls + certificate_files)."""
+    result.assert_passed("test_tls_serves_certificate_file[good]")
+    result.assert_failed("test_tls_serves_certificate_file[soon20]", 'serves "CN=soon20', 'holds "CN=good')

@@ -10,20 +10,43 @@ import yaml
 from tests.conftest import run_suite
 
 NOW = datetime.now(UTC)
-ITEMS = [{"name": n, "checklist": "Weekly", "schedule": ["weekly"]}
-         for n in ("known-gap", "fixed-now", "old-waiver", "other-gap", "glob-a", "glob-b")]
+ITEMS = [
+    {"name": n, "checklist": "Weekly", "schedule": ["weekly"]}
+    for n in ("known-gap", "fixed-now", "old-waiver", "other-gap", "glob-a", "glob-b")
+]
 SIGNOFFS = {"signoffs": [{"item": "fixed-now", "by": "alice", "at": (NOW - timedelta(days=1)).isoformat()}]}
 TOMORROW = (NOW + timedelta(days=1)).date().isoformat()
-WAIVERS = {"waivers": [
-    {"check": "test_checklist_signed_off[known-gap]", "owner": "bob", "reason": "rotation tool migration, OPS-7",
-     "expires": TOMORROW},
-    {"check": "test_checklist_signed_off", "target": "fixed-now", "owner": "carol", "reason": "was missing",
-     "expires": TOMORROW},
-    {"check": "test_checklist_signed_off", "target": "old-waiver", "owner": "dave", "reason": "long gone",
-     "expires": (NOW - timedelta(days=3)).date().isoformat()},
-    {"check": "test_checklist_*", "target": "glob-*", "owner": "erin", "reason": "pattern",
-     "expires": (NOW + timedelta(hours=2)).isoformat()},
-]}
+WAIVERS = {
+    "waivers": [
+        {
+            "check": "test_checklist_signed_off[known-gap]",
+            "owner": "bob",
+            "reason": "rotation tool migration, OPS-7",
+            "expires": TOMORROW,
+        },
+        {
+            "check": "test_checklist_signed_off",
+            "target": "fixed-now",
+            "owner": "carol",
+            "reason": "was missing",
+            "expires": TOMORROW,
+        },
+        {
+            "check": "test_checklist_signed_off",
+            "target": "old-waiver",
+            "owner": "dave",
+            "reason": "long gone",
+            "expires": (NOW - timedelta(days=3)).date().isoformat(),
+        },
+        {
+            "check": "test_checklist_*",
+            "target": "glob-*",
+            "owner": "erin",
+            "reason": "pattern",
+            "expires": (NOW + timedelta(hours=2)).isoformat(),
+        },
+    ]
+}
 
 
 def _run(tmp_path, waivers):
@@ -53,8 +76,7 @@ def test_waived_check_that_passes_fails_as_stale(result):
 
 
 def test_expired_waiver_no_longer_applies_and_is_named(result):
-    result.assert_failed("test_checklist_signed_off[old-waiver]", "no sign-off recorded",
-                         "the waiver by dave expired")
+    result.assert_failed("test_checklist_signed_off[old-waiver]", "no sign-off recorded", "the waiver by dave expired")
     assert "EXPIRED waiver for test_checklist_signed_off on old-waiver" in result.output
 
 
@@ -67,5 +89,5 @@ def test_malformed_waivers_stop_the_run(tmp_path):
     bad = "waivers:\n- check: test_x\n  owner: bob\n  expires: someday\n"
     res = _run(tmp_path, bad)
     assert res.rc == 4, res.output
-    assert "inventory.waivers.yml:2: waivers.0.reason: Field required" in res.output
-    assert "inventory.waivers.yml:4: waivers.0.expires" in res.output
+    assert "inventory.waivers.yml:2: waivers[0].reason: Field required" in res.output
+    assert "inventory.waivers.yml:4: waivers[0].expires" in res.output

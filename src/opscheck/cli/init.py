@@ -1,0 +1,79 @@
+"""`opscheck init DIR`: a new opscheck project made from the installed package alone.
+
+It writes the checks (checks/), the fixtures that hand targets to them (fixtures/), the
+example inventories (inventories/, with local.yml: this machine), the root conftest.py
+and a pyproject.toml that marks the folder as an opscheck project. Then, in DIR:
+`pytest -m daily`.
+"""
+
+import sys
+from importlib import resources
+from pathlib import Path
+
+from opscheck.cli.common import USAGE_ERROR
+
+CONFTEST = '''"""The opscheck project's pytest glue: each family's fixtures, from fixtures/<stem>.py.
+
+The plugin itself (opscheck.plugin) is loaded by the installed package's pytest11 entry
+point; the families to load come from its registry (opscheck.families.FAMILIES).
+"""
+
+from opscheck.families import fixture_modules
+
+pytest_plugins = fixture_modules()
+'''
+
+PYPROJECT = """# An opscheck project: `pytest -m daily` runs the daily checks on inventories/local.yml.
+[tool.pytest.ini_options]
+opscheck_checks = "checks"
+testpaths = ["checks"]
+pythonpath = ["."]
+addopts = "--strict-markers --strict-config -ra -p no:cacheprovider -p no:pytest11.testinfra"
+timeout = 60
+timeout_method = "signal"
+xfail_strict = true
+junit_family = "xunit2"
+junit_logging = "no"
+"""
+
+FOLDERS = {"checks": "opscheck.project.checks", "fixtures": "opscheck.project.fixtures"}
+INVENTORIES = "opscheck.project.inventories"
+
+
+def add_command(commands) -> None:
+    cmd = commands.add_parser("init", help="make a new opscheck project in DIR (checks, fixtures, inventories)")
+    cmd.add_argument("dir", metavar="DIR")
+    cmd.add_argument("--force", action="store_true", help="overwrite files that exist")
+    cmd.set_defaults(func=run)
+
+
+def project_files() -> dict[str, bytes]:
+    """Relative path -> content of every file of a new project."""
+    files = {"conftest.py": CONFTEST.encode(), "pyproject.toml": PYPROJECT.encode()}
+    for folder, package in FOLDERS.items():
+        for entry in resources.files(package).iterdir():
+            if entry.name.endswith(".py"):
+                files[f"{folder}/{entry.name}"] = entry.read_bytes()
+    for entry in resources.files(INVENTORIES).iterdir():
+        if entry.name.endswith((".yml", ".json")):
+            files[f"inventories/{entry.name}"] = entry.read_bytes()
+    return files
+
+
+def run(args) -> int:
+    root = Path(args.dir)
+    files = project_files()
+    existing = [name for name in files if (root / name).exists()]
+    if existing and not args.force:
+        print(
+            f"opscheck init: {root} already has {', '.join(existing[:5])}"
+            f"{' ...' if len(existing) > 5 else ''}: use --force to overwrite",
+            file=sys.stderr,
+        )
+        return USAGE_ERROR
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    print(f"opscheck project in {root}: {len(files)} files. Next: cd {root} && pytest -m daily")
+    return 0

@@ -1,0 +1,1 @@
+"""Helpers every family shares; this package imports nothing else of opscheck."""

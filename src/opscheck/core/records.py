@@ -1,0 +1,37 @@
+"""Record files kept beside the inventory in version control: sign-offs and waivers.
+
+`inventories/prod.yml` has `inventories/prod.signoffs.yml` and `prod.waivers.yml`. They
+are validated like the inventory: a malformed file stops the run naming file, line and field.
+"""
+
+import os
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from opscheck.core.errors import ConfigError
+from opscheck.core.yamlfile import read_yaml, validation_problems
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def beside(inventory_path: str | Path, kind: str, env_var: str) -> Path:
+    """`inventories/prod.yml` → `inventories/prod.<kind>.yml` (the environment variable overrides)."""
+    if os.environ.get(env_var):
+        return Path(os.environ[env_var])
+    path = Path(inventory_path)
+    return path.with_name(f"{path.stem}.{kind}.yml")
+
+
+def load(path: Path, model: type[M], what: str) -> M | None:
+    """The validated file (None when it does not exist or is empty); ConfigError otherwise."""
+    if not path.exists():
+        return None
+    document = read_yaml(path, what, allow_empty=True)
+    if document.data is None:
+        return None
+    try:
+        return model.model_validate(document.data)
+    except ValidationError as exc:
+        raise ConfigError(validation_problems(document, exc.errors(include_input=False))) from None

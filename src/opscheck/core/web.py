@@ -1,0 +1,139 @@
+"""HTTP helpers the families share: why a request failed, and JSON APIs read once per run.
+
+The Prometheus, Alertmanager and Grafana families read JSON APIs; the http family reads
+endpoints. Each answer is fetched once per run and shared by the checks that judge it;
+a target that cannot be reached costs one timeout, once (later checks say "blocked:").
+Only GET requests are sent.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr
+
+from opscheck.core.cache import TargetReader
+from opscheck.core.errors import OpscheckError, Unreachable
+from opscheck.core.lazy import optional
+from opscheck.core.model import Target
+
+if TYPE_CHECKING:
+    import requests
+else:
+    requests = optional("requests", "all")
+
+
+class ApiTarget(Target):
+    """A server reached over its HTTP API (Prometheus, Alertmanager, Grafana)."""
+
+    url: str = Field(pattern=r"^https?://", description="base URL, e.g. http://prometheus:9090")
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="request headers (Authorization: Bearer ${TOKEN}); never reported"
+    )
+    verify: bool | str = Field(default=True, description="TLS verification: true, false or a CA file")
+
+    def secrets(self) -> list[str]:
+        return [v.get_secret_value() for v in self.headers.values()] + [self.url]
+
+
+def reason(exc: requests.RequestException) -> str:
+    """Why a request failed, in words an on-call engineer reads."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return "connect timed out"
+    if isinstance(exc, requests.ReadTimeout):
+        return "no answer within the timeout (read timed out)"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return f"TLS error: {exc.__context__ or exc}"
+    if isinstance(exc, requests.ConnectionError):
+        inner = exc.args[0] if exc.args else exc
+        return f"cannot connect: {getattr(inner, 'reason', inner)}"
+    return f"request failed: {type(exc).__name__}: {exc}"
+
+
+class JsonApi(TargetReader):
+    """GETs JSON once per path per run and keeps the answer, or the error that blocks."""
+
+    def __init__(self, target: Any, timeout: float, kind: str):
+        super().__init__()
+        self.target = target
+        self.timeout = timeout
+        self.kind = kind
+        self.base = target.url.rstrip("/")
+        self._session: requests.Session | None = None
+
+    @property
+    def shown(self) -> str:
+        return f'{self.kind} "{self.target.name}" ({self.base})'
+
+    def session(self) -> requests.Session:
+        with self.lock:
+            if self._session is None:
+                self._session = requests.Session()
+                self._session.headers.update({k: v.get_secret_value() for k, v in self.target.headers.items()})
+            return self._session
+
+    def get(self, path: str, **params: Any) -> tuple[int, Any]:
+        """(status, parsed JSON or text) of GET path; unreachable → TargetUnreachable, kept."""
+        return self.once((path, tuple(sorted(params.items()))), lambda: self._fetch(path, params))
+
+    def _fetch(self, path: str, params: dict) -> tuple[int, Any]:
+        try:
+            response = self.session().get(
+                f"{self.base}{path}",
+                params=params or None,
+                timeout=(self.timeout, self.timeout),
+                verify=self.target.verify,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            with self.lock:
+                self.unreachable.fail(f"{self.shown}: {reason(exc)}")
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text[:500]
+        return response.status_code, body
+
+    def json(self, path: str, **params: Any) -> Any:
+        """The JSON of a 200 answer; Prometheus's {"status","data"} envelope is unwrapped."""
+        status, body = self.get(path, **params)
+        if status != 200:
+            detail = body.get("error", body) if isinstance(body, dict) else body
+            raise OpscheckError(f"{self.shown}: GET {path} answered {status}: {str(detail)[:300]}")
+        if isinstance(body, dict) and "status" in body and "data" in body:
+            if body["status"] != "success":
+                raise OpscheckError(f"{self.shown}: GET {path}: {body.get('error', body['status'])}")
+            return body["data"]
+        if isinstance(body, str):
+            raise OpscheckError(f"{self.shown}: GET {path}: the body is not JSON: {body[:200]!r}")
+        return body
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+
+
+_ORIGINS: dict[str, Unreachable] = {}  # origin -> its first connection error of this session
+
+
+def get_status(url: str, timeout: float, verify: bool | str, headers: dict | None = None) -> tuple[int, dict]:
+    """One GET, no redirects followed, for redirect and API-key checks; errors read cleanly.
+
+    An origin that could not be reached is not tried again: the next check on it fails at
+    once ("blocked:"), so a dead endpoint costs one timeout, not one per API-key check.
+    """
+    parts = urlsplit(url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    unreachable = _ORIGINS.setdefault(origin, Unreachable())
+    unreachable.check()
+    try:
+        with requests.get(
+            url, headers=headers or {}, timeout=(timeout, timeout), verify=verify, allow_redirects=False, stream=True
+        ) as response:
+            return response.status_code, dict(response.headers)
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        unreachable.fail(f"{url}: {reason(exc)}")
+    except requests.RequestException as exc:
+        raise OpscheckError(f"{url}: {reason(exc)}") from None
+    raise AssertionError("unreachable")

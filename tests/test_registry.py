@@ -1,0 +1,85 @@
+"""The family registry: one name per family, everywhere, and nothing that disagrees with it.
+
+Every inventory section is a family of FAMILIES and every family is a section; each family
+has its module, fixture module, check module and self-test under its stem; no two families
+hand out the same check argument (a clash stops the run, exit 4); the summary's `family`
+is the stem.
+"""
+
+import json
+import types
+
+import pytest
+
+from opscheck import plugin
+from opscheck.core.model import Target
+from opscheck.families import FAMILIES, check_module, family
+from opscheck.inventory import Inventory, sections
+from tests.conftest import REPO
+
+
+def _list_fields() -> set[str]:
+    found = set()
+    for name, field in Inventory.model_fields.items():
+        args = getattr(field.annotation, "__args__", ())
+        if getattr(field.annotation, "__origin__", None) is list and args and issubclass(args[0], Target):
+            found.add(name)
+    return found
+
+
+def test_every_section_is_a_family_and_every_family_a_section():
+    assert _list_fields() == set(FAMILIES)
+    assert sections() == list(FAMILIES)
+
+
+@pytest.mark.parametrize("stem", list(FAMILIES))
+def test_a_family_lives_in_its_rooms(stem):
+    assert FAMILIES[stem] == f"opscheck.families.{stem}"
+    module = family(stem)
+    assert callable(module.parameters), f"{stem}: no parameters(inventory)"
+    assert (REPO / "fixtures" / f"{stem}.py").is_file(), f"fixtures/{stem}.py is missing"
+    assert (REPO / "checks" / check_module(stem)).is_file(), f"checks/{check_module(stem)} is missing"
+    assert list((REPO / "tests").glob(f"test_*{stem}*.py")), f"no self-test tests/test_*{stem}*.py"
+
+
+def test_argnames_are_unique_across_families():
+    empty = Inventory(environment="x")
+    owners: dict[str, str] = {}
+    for stem in FAMILIES:
+        for argname in family(stem).parameters(empty):
+            assert argname not in owners, f"{argname} is handed out by {owners[argname]} and {stem}"
+            owners[argname] = stem
+    assert plugin.ParameterIndex(empty).owner == owners
+
+
+def test_an_argname_clash_stops_the_run(monkeypatch):
+    clashing = types.SimpleNamespace(parameters=lambda inventory: {"redis_queue": []})
+    monkeypatch.setattr(plugin, "FAMILIES", {**FAMILIES, "clash": "x"})
+    monkeypatch.setattr(plugin, "family", lambda stem: clashing if stem == "clash" else family(stem))
+    with pytest.raises(pytest.UsageError, match="'redis_queue' is handed out by two families, redis and clash"):
+        plugin.ParameterIndex(Inventory(environment="x"))
+
+
+def test_summary_family_is_the_stem(run_checks):
+    local = (REPO / "inventories" / "local.yml").read_text()
+    result = run_checks(local, "-m", "daily")
+    assert result.rc == 0, result.output
+    assert set(result.summary["families"]) == {"hosts"}
+    assert {c["family"] for c in result.summary["checks"]} == {"hosts"}
+    assert all(c["id"].startswith("checks/test_hosts.py::") for c in result.summary["checks"])
+
+
+def test_init_writes_the_same_conftest_and_pytest_settings_as_this_repository():
+    import tomllib
+
+    from opscheck.cli import init
+
+    assert (REPO / "conftest.py").read_text() == init.CONFTEST
+    ours = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    theirs = tomllib.loads(init.PYPROJECT)["tool"]["pytest"]["ini_options"]
+    assert {k: ours[k] for k in theirs} == theirs
+
+
+def test_schema_lists_every_family():
+    schema = json.loads((REPO / "inventories" / "inventory.schema.json").read_text())
+    assert set(FAMILIES) <= set(schema["properties"])
