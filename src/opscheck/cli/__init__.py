@@ -5,6 +5,7 @@
     opscheck signoff ITEM --by NAME --env prod [--evidence URL]   # a checklist sign-off
     opscheck restore-drill BACKUP --into postgresql://.../scratch  # restore the newest dump (writes)
     opscheck init DIR                              # a new project: checks, fixtures, inventory
+    opscheck discover --docker URL --prometheus URL --host local://   # draft an inventory
 
 Environments (--env NAME) are read from inventories/NAME.yml under the working directory,
 or under --inventories-dir.
@@ -13,9 +14,9 @@ or under --inventories-dir.
 import argparse
 import sys
 
-from opscheck.cli import init, restore_drill, schema, signoff, validate
+from opscheck.cli import discover, init, restore_drill, schema, signoff, validate
 
-COMMANDS = (validate, schema, signoff, restore_drill, init)
+COMMANDS = (validate, schema, signoff, restore_drill, init, discover)
 
 
 def main(argv: list[str] | None = None) -> int:
