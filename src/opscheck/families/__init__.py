@@ -30,6 +30,7 @@ FAMILIES: dict[str, str] = {
     "grafana": "opscheck.families.grafana",
     "backups": "opscheck.families.backups",
     "checklists": "opscheck.families.checklists",
+    "config_files": "opscheck.families.config_files",
 }
 
 
