@@ -31,6 +31,7 @@ FAMILIES: dict[str, str] = {
     "backups": "opscheck.families.backups",
     "checklists": "opscheck.families.checklists",
     "config_files": "opscheck.families.config_files",
+    "comparisons": "opscheck.families.comparisons",
 }
 
 
