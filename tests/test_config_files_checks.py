@@ -56,7 +56,7 @@ def result(tmp_path_factory):
                 "format": "toml",
                 "settings": structured[:1],
             },
-            {"name": "gone", "host": "here", "path": str(tmp / "nothing.env"), "settings": settings[:1]},
+            {"name": "gone", "spec": "local://", "path": str(tmp / "nothing.env"), "settings": settings[:1]},
         ],
     }
     return run_suite(inventory, tmp / "run", "-m", "daily or weekly")
@@ -108,6 +108,7 @@ def test_bad_settings_stop_the_run(tmp_path):
         "hosts": [{"name": "here", "spec": "local://"}],
         "config_files": [
             {"name": "b", "host": "here", "path": "relative.env", "settings": [{"key": "X"}]},
+            {"name": "f", "host": "here", "spec": "local://", "path": "/etc/app.env", "settings": [{"key": "X"}]},
             {"name": "c", "host": "here", "path": "/etc/app.env", "settings": [{"key": "not a name"}]},
             {
                 "name": "d",
@@ -122,9 +123,10 @@ def test_bad_settings_stop_the_run(tmp_path):
     assert result.rc == 4, result.output
     for fragment in (
         "config_files[0].path: String should match pattern '^/'",
-        "config_files[1]: Value error, settings: 'not a name' is not an env variable name",
-        "config_files[2].settings[0]: Value error, value: invalid regular expression",
-        "config_files[3].settings[0].domains: Value error, unknown domain 'nope'",
+        "config_files[1]: Value error, give host (a hosts target) or spec",
+        "config_files[2]: Value error, settings: 'not a name' is not an env variable name",
+        "config_files[3].settings[0]: Value error, value: invalid regular expression",
+        "config_files[4].settings[0].domains: Value error, unknown domain 'nope'",
     ):
         assert fragment in result.output, result.output
 

@@ -88,7 +88,7 @@ class Inventory(Model):
             *((f"backups {b.name!r}: host", b.host, "hosts") for b in self.backups if b.host),
             *((f"logs {s.name!r}: host", s.host, "hosts") for s in self.logs if s.host),
             *((f"logs {s.name!r}: docker", s.docker, "docker") for s in self.logs if s.docker),
-            *((f"config_files {f.name!r}: host", f.host, "hosts") for f in self.config_files),
+            *((f"config_files {f.name!r}: host", f.host, "hosts") for f in self.config_files if f.host),
             *(
                 (f"comparisons {c.name!r}: {side.family}", side.target, side.family)
                 for c in self.comparisons

@@ -31,7 +31,8 @@ ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 class ConfigFile(Target):
     """A configuration file on a host, and conditions on its keys."""
 
-    host: str = Field(description="name of a hosts target (the transport: local://, ssh://, docker://)")
+    host: str | None = Field(default=None, description="name of a hosts target (its transport and timeout)")
+    spec: str | None = Field(default=None, description="or a testinfra host spec: local://, ssh://..., docker://...")
     path: str = Field(pattern=r"^/", description="absolute path of the file on that host")
     format: Literal["env", "json", "yaml", "toml"] = Field(
         default="env",
@@ -40,8 +41,13 @@ class ConfigFile(Target):
     max_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="bytes read at most")
     settings: list[Setting] = Field(min_length=1, description="conditions on keys; values are never shown")
 
+    def secrets(self) -> list[str]:
+        return [self.spec] if self.spec else []  # testinfra accepts ssh://user:password@host
+
     @model_validator(mode="after")
     def _keys_fit_the_format(self):
+        if (self.host is None) == (self.spec is None):
+            raise ValueError("give host (a hosts target) or spec (local://, ssh://..., docker://...)")
         ids = [s.id for s in self.settings]
         if len(ids) != len(set(ids)):
             raise ValueError("settings: two entries with one name (give `name` to tell them apart)")
@@ -57,7 +63,7 @@ class ConfigFile(Target):
 
     @property
     def shown(self) -> str:
-        return f'config file "{self.name}" ({self.host}:{self.path})'
+        return f'config file "{self.name}" ({self.host or self.spec}:{self.path})'
 
 
 READ = """f={path}
@@ -91,7 +97,9 @@ class ConfigFileReader(TargetReader):
 
     def __init__(self, target: ConfigFile, host: Any, timeout: float):
         super().__init__()
-        self.target, self.host, self.timeout = target, host, timeout
+        self.target, self.timeout = target, timeout
+        self.spec = target.spec or (host.spec if host is not None else None)
+        self.via = f"host {host.name}" if host is not None else target.spec
 
     def value(self, key: str) -> tuple[bool, Any]:
         """(set?, value) of one key: text in an env file, the parsed value in a structured one."""
@@ -103,7 +111,7 @@ class ConfigFileReader(TargetReader):
 
     def _read(self) -> Any:
         target = self.target
-        if self.host is None:
+        if self.spec is None:
             raise OpscheckError(f"{target.shown}: no hosts target named {target.host!r} in the inventory")
         if target.format == "env":  # only the asked keys leave the host
             keys = "|".join(re.escape(s.key) for s in target.settings)
@@ -113,16 +121,14 @@ class ConfigFileReader(TargetReader):
             read = f'head -c {target.max_bytes} "$f"'
         script = READ.format(path=shlex.quote(target.path), read=read)
         try:
-            result = run_script(self.host.spec, script, command_seconds(self.timeout))
+            result = run_script(self.spec, script, command_seconds(self.timeout))
         except Exception as exc:  # noqa: BLE001 - any transport error: the host cannot be read
-            raise TargetUnreachable(
-                f"{target.shown}: cannot read through host {self.host.name}: {one_line(exc)}"
-            ) from None
+            raise TargetUnreachable(f"{target.shown}: cannot read through {self.via}: {one_line(exc)}") from None
         head, _, body = result.stdout.partition("\n")
         if head == "@@missing":
             raise OpscheckError(f"{target.shown}: the file does not exist")
         if head == "@@unreadable":
-            raise OpscheckError(f"{target.shown}: the file is not readable by the login of host {self.host.name}")
+            raise OpscheckError(f"{target.shown}: the file is not readable by the login of {self.via}")
         if head != "@@found":
             raise OpscheckError(f"{target.shown}: reading failed (exit {result.rc}): {result.stderr.strip()[:300]}")
         if target.format == "env":
