@@ -43,7 +43,7 @@ BLOCK = (
 WRITER = (
     "echo 'Listening for PostgreSQL NOTIFY events'; "
     + BLOCK
-    + "while :; do cat /tmp/block; done | head -c 100000000; echo; echo done; sleep 100000"
+    + "while cat /tmp/block; do :; done | head -c 100000000; echo; echo done; sleep 100000"
 )
 
 BEFORE = {
