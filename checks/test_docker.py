@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 import pytest
 
 from opscheck.core.checking import expect, fmt
+from opscheck.core.settings import keep_secret, verdict
 from opscheck.core.times import parse_time, since_last_run
-from opscheck.families.docker import probe_script
+from opscheck.families.docker import environment_value, probe_script
 
 pytestmark = [pytest.mark.containers]
 
@@ -341,3 +342,21 @@ def test_container_reaches(container_connect, engine):
         + (f"timed out after {seconds} s" if code in (124, 143) else f"exit {code}")
         + (f": {detail}" if detail else ""),
     )
+
+
+@pytest.mark.runbook(
+    "A container's environment variable does not meet its condition (runbook: `ENABLE_HSTS=true` on "
+    "api-gateway, or the Strict-Transport-Security header is missing). The value is never shown: compare "
+    "the compose file and .env on the host (`docker compose config SERVICE`), then recreate the "
+    "container (`docker compose up -d SERVICE`): a changed environment needs a new container, not a restart."
+)
+def test_container_env_as_expected(container_env, engine):
+    spec, setting = container_env.value
+    problems = []
+    for c in engine.require(spec):
+        found, value = environment_value(c, setting.key)
+        keep_secret(value)
+        problem = verdict(setting, found, value, f"in {c['Name'].lstrip('/')}")
+        if problem:
+            problems.append(problem)
+    expect(not problems, f"{engine.shown}: {spec.shown()}: " + "; ".join(problems))

@@ -77,6 +77,15 @@ def _patterns(required=True):
     }
 
 
+# correlation checks over the capped window of the 100 MB log (benchmarks/log_correlation.py
+# measures their time and memory on the whole window)
+BIG_CORRELATIONS = {
+    "sequences": [{"name": "tail_answered", "first": "tail line", "then": "never written", "within": "1s"}],
+    "ratios": [{"name": "filler_share", "matching": "^x+$", "min_pct": 99}],
+    "forbidden": [{"name": "json_errors", "fields": [{"path": "level", "op": "==", "value": "error"}]}],
+}
+
+
 @pytest.fixture(scope="module")
 def log_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("logfile") / "app.log"
@@ -103,6 +112,7 @@ def runs(log_containers, log_file, tmp_path_factory):
                 "required": [
                     {"name": "notify_listener", "pattern": "Listening for PostgreSQL NOTIFY", "window": "start"}
                 ],
+                **BIG_CORRELATIONS,
             },
             {
                 "name": "app-file",
@@ -177,6 +187,17 @@ def test_huge_log_is_capped_and_says_so(runs):
     assert "truncated: more than max_bytes" in first.checks["test_log_window_complete[biglog]"]["log_window"]
     duration = first.checks["test_log_window_complete[biglog]"]["duration"]
     assert duration < 10, f"reading the capped window of 100 MB of logs took {duration} s"
+
+
+def test_correlations_on_the_huge_log(runs):
+    first, _ = runs
+    first.assert_failed("test_log_sequence_completed[biglog:tail_answered]", "1 of 1 line(s) matching 'tail line'")
+    first.assert_passed(
+        "test_log_ratio_within_limit[biglog:filler_share]", "test_log_forbidden_pattern_absent[biglog:json_errors]"
+    )
+    for check in ("test_log_sequence_completed", "test_log_ratio_within_limit"):
+        name = next(c for c in first.checks if c.startswith(f"{check}[biglog:"))
+        assert first.checks[name]["duration"] < 10, first.checks[name]
 
 
 def test_missing_engine_stops_the_run(tmp_path):

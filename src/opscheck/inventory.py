@@ -22,6 +22,8 @@ from opscheck.families.alertmanager import Alertmanager
 from opscheck.families.backups import Backup
 from opscheck.families.certificate_files import CertificateFiles
 from opscheck.families.checklists import ChecklistItem
+from opscheck.families.comparisons import Comparison
+from opscheck.families.config_files import ConfigFile
 from opscheck.families.docker import Docker
 from opscheck.families.grafana import Grafana
 from opscheck.families.hosts import Host
@@ -58,6 +60,8 @@ class Inventory(Model):
     grafana: list[Grafana] = Field(default_factory=list)
     backups: list[Backup] = Field(default_factory=list)
     checklists: list[ChecklistItem] = Field(default_factory=list)
+    config_files: list[ConfigFile] = Field(default_factory=list)
+    comparisons: list[Comparison] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_names(self):
@@ -84,6 +88,12 @@ class Inventory(Model):
             *((f"backups {b.name!r}: host", b.host, "hosts") for b in self.backups if b.host),
             *((f"logs {s.name!r}: host", s.host, "hosts") for s in self.logs if s.host),
             *((f"logs {s.name!r}: docker", s.docker, "docker") for s in self.logs if s.docker),
+            *((f"config_files {f.name!r}: host", f.host, "hosts") for f in self.config_files if f.host),
+            *(
+                (f"comparisons {c.name!r}: {side.family}", side.target, side.family)
+                for c in self.comparisons
+                for side in (c.left, c.right)
+            ),
             *(
                 (f"tls {t.name!r}: serves_certificate_file", t.serves_certificate_file, "certificate_files")
                 for t in self.tls

@@ -30,6 +30,8 @@ FAMILIES: dict[str, str] = {
     "grafana": "opscheck.families.grafana",
     "backups": "opscheck.families.backups",
     "checklists": "opscheck.families.checklists",
+    "config_files": "opscheck.families.config_files",
+    "comparisons": "opscheck.families.comparisons",
 }
 
 

@@ -33,6 +33,8 @@ from pydantic import Field, model_validator
 from opscheck.core.errors import OpscheckError, Unreachable, one_line
 from opscheck.core.lazy import optional
 from opscheck.core.model import Item, Model, Name, Param, Target
+from opscheck.core.settings import Setting
+from opscheck.core.settings import marks as setting_marks
 from opscheck.families.hosts import HostFacts, parse_listening, split_sections
 
 if TYPE_CHECKING:
@@ -73,6 +75,16 @@ class Container(Model):
         default_factory=list,
         description="opt-in probes run with exec: host:port (TCP connect) or http(s)://... (GET)",
     )
+    env: list[Setting] = Field(
+        default_factory=list, description="environment variables (from inspect) and their conditions; never shown"
+    )
+
+    @model_validator(mode="after")
+    def _env_ids_unique(self):
+        ids = [s.id for s in self.env]
+        if len(ids) != len(set(ids)):
+            raise ValueError("env: two entries with one name (give `name` to tell them apart)")
+        return self
 
     def shown(self) -> str:
         return f"service {self.service}" if self.service else f"container {self.container or self.name}"
@@ -119,6 +131,16 @@ class Docker(Target):
                 if service not in listed:
                     found.append(Container(name=service, service=service))
         return found
+
+
+def environment_value(container: dict, key: str) -> tuple[bool, str | None]:
+    """(set?, value) of one variable of an inspected container's Config.Env (the last wins)."""
+    found, value = False, None
+    for entry in (container.get("Config") or {}).get("Env") or []:
+        name, _, text = entry.partition("=")
+        if name == key:
+            found, value = True, text
+    return found, value
 
 
 def compose_services(path: str) -> list[str]:
@@ -487,6 +509,12 @@ def parameters(inventory) -> dict[str, list[Param]]:
         ],
         "container_file": [
             Param(Item(t, (c, f)), f"{t.name}:{c.name}:{f}", t) for t in targets for c in t.containers for f in c.files
+        ],
+        "container_env": [
+            Param(Item(t, (c, s)), f"{t.name}:{c.name}:{s.id}", t, setting_marks(s))
+            for t in targets
+            for c in t.containers
+            for s in c.env
         ],
         "container_connect": [
             Param(Item(t, (c, d)), f"{t.name}:{c.name}->{d}", t)

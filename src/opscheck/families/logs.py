@@ -15,22 +15,42 @@ container's latest start: the default for smoke patterns, e.g. after a deploy), 
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import jmespath
 from pydantic import Field, field_validator, model_validator
 
 from opscheck.core.cache import Memo
+from opscheck.core.checking import holds
 from opscheck.core.errors import OpscheckError, TargetUnreachable, one_line
-from opscheck.core.model import InventoryCheck, Item, Name, Param, Severity, Target, check_marks
-from opscheck.core.times import parse_duration, parse_time, since_last_run
+from opscheck.core.lazy import optional
+from opscheck.core.model import (
+    Condition,
+    InventoryCheck,
+    Item,
+    Model,
+    Name,
+    Param,
+    Severity,
+    Target,
+    check_marks,
+)
+from opscheck.core.times import Duration, parse_duration, parse_time, since_last_run
 from opscheck.families.docker import Container
 from opscheck.families.hosts import command_seconds, run_script
+
+if TYPE_CHECKING:
+    import croniter
+else:
+    croniter = optional("croniter", "all")
 
 START_SLACK = timedelta(seconds=2)
 
@@ -56,11 +76,31 @@ def _valid_regex(value: str) -> str:
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+def _valid_jmespath(value: str) -> str:
+    try:
+        jmespath.compile(value)
+    except jmespath.exceptions.JMESPathError as exc:
+        raise ValueError(f"invalid JMESPath expression: {one_line(exc, 200)}") from None
+    return value
+
+
+class FieldCondition(Condition):
+    """A condition on a field of a JSON log line: `level == "error"`, `active_tasks > 100`."""
+
+    path: str = Field(description="JMESPath into the line's JSON object, e.g. level or fields.active_tasks")
+
+    _check_path = field_validator("path")(_valid_jmespath)
+
+
 class LogPattern(InventoryCheck):
-    """A regular expression (Python syntax: `a|b` is alternation, no grep -E `\\|` trap)."""
+    """A regular expression (Python syntax: `a|b` is alternation, no grep -E `\\|` trap),
+    and/or conditions on the fields of JSON lines (`fields`), all of which must hold."""
 
     name: str = Name
-    pattern: str
+    pattern: str = Field(default="", description="regex; with `fields`, a cheap filter before JSON parsing")
+    fields: list[FieldCondition] = Field(
+        default_factory=list, description="conditions on a JSON line's fields (JMESPath), e.g. level == error"
+    )
     ignore_case: bool = False
     window: str | None = Field(
         default=None, description="last_run | start | 30m/1h/24h (default: start for smoke patterns, else last_run)"
@@ -87,10 +127,16 @@ class LogPattern(InventoryCheck):
                 f"a pattern with {{{self.placeholders[0]}}} needs schedule [adhoc] "
                 "(its value comes from --param at incident time)"
             )
+        if not self.pattern and not self.fields:
+            raise ValueError("give a pattern, or fields (conditions on JSON lines), or both")
         return self
 
     def window_kind(self) -> str:
         return self.window or ("start" if "smoke" in self.schedule else "last_run")
+
+    def matcher(self, params: dict[str, str] | None = None) -> LineMatcher:
+        """The pattern and the field conditions, as one test of a line."""
+        return LineMatcher(self.regex(params) if self.pattern else None, self.fields)
 
 
 class Forbidden(LogPattern):
@@ -114,6 +160,168 @@ class ErrorRate(LogPattern):
     severity: Severity = "p2"
 
 
+# --- correlation: patterns judged against each other in the window ------------------------
+
+
+class LineMatch(Model):
+    """Which lines count: a regex (`pattern`), and/or conditions on a JSON line's fields.
+
+    Written as a plain string, it is the pattern: `first: "CreateTask"`.
+    """
+
+    pattern: str = Field(default="", description="regex; with `fields`, a cheap filter before JSON parsing")
+    ignore_case: bool = False
+    fields: list[FieldCondition] = Field(default_factory=list, description="conditions on a JSON line's fields")
+
+    _check_pattern = field_validator("pattern")(_valid_regex)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _string_is_a_pattern(cls, value):
+        return {"pattern": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _something_to_match(self):
+        if not self.pattern and not self.fields:
+            raise ValueError("give a pattern, or fields (conditions on JSON lines), or both")
+        return self
+
+    @property
+    def placeholders(self) -> list[str]:
+        return PLACEHOLDER.findall(self.pattern)
+
+    def matcher(self, params: dict[str, str] | None = None) -> LineMatcher:
+        regex = None
+        if self.pattern:
+            text = PLACEHOLDER.sub(lambda m: re.escape((params or {}).get(m.group(1), m.group(0))), self.pattern)
+            regex = re.compile(text, re.IGNORECASE if self.ignore_case else 0)
+        return LineMatcher(regex, self.fields)
+
+
+class Correlation(InventoryCheck):
+    """A check that judges lines against each other (or against the clock) in a window."""
+
+    name: str = Name
+    window: str | None = Field(
+        default=None, description="last_run | start | 30m/1h/24h (default: start for smoke, else last_run)"
+    )
+    severity: Severity = "p2"
+
+    _check_window = field_validator("window")(_valid_window)
+
+    def matches(self) -> list[LineMatch]:
+        return []
+
+    def texts(self) -> list[str]:
+        """Inventory text that may hold {placeholders}, beside the patterns."""
+        return []
+
+    @property
+    def placeholders(self) -> list[str]:
+        found = [p for m in self.matches() for p in m.placeholders]
+        found += [p for text in self.texts() for p in PLACEHOLDER.findall(text)]
+        return list(dict.fromkeys(found))
+
+    @model_validator(mode="after")
+    def _placeholders_are_adhoc(self):
+        if self.placeholders and "adhoc" not in self.schedule:
+            raise ValueError(
+                f"{{{self.placeholders[0]}}} needs schedule [adhoc] (its value comes from --param at incident time)"
+            )
+        return self
+
+    def window_kind(self) -> str:
+        return self.window or ("start" if "smoke" in self.schedule else "last_run")
+
+
+class Sequence(Correlation):
+    """Every line matching `first` is followed by a line matching `then` within `within`
+    (a CreateTask by its "completed successfully", a circuit breaker OPEN by HALF_OPEN)."""
+
+    first: LineMatch
+    then: LineMatch
+    within: Duration = Field(default="60s", description="how soon `then` must follow")
+    key: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$",
+        description="pair lines by this value: a named group (?P<key>...) of both patterns, else a JSON field",
+    )
+
+    def matches(self) -> list[LineMatch]:
+        return [self.first, self.then]
+
+
+class Ratio(Correlation):
+    """Lines matching `matching` as a percentage of the lines matching `of` (default: every
+    line) in the window: caddy's 5xx share of access-log lines, completed over ExecuteTask."""
+
+    matching: LineMatch
+    of: LineMatch | None = Field(default=None, description="the lines counted as the whole (default: every line)")
+    max_pct: float | None = Field(default=None, ge=0, le=100, description="fail above this share")
+    min_pct: float | None = Field(default=None, ge=0, le=100, description="fail below this share")
+    min_total: int = Field(
+        default=1, ge=0, description="fewer lines than this in the whole fail: a share of nothing says nothing"
+    )
+
+    @model_validator(mode="after")
+    def _one_limit(self):
+        if (self.max_pct is None) == (self.min_pct is None):
+            raise ValueError("give max_pct or min_pct (two limits are two checks)")
+        return self
+
+    def matches(self) -> list[LineMatch]:
+        return [self.matching, *([self.of] if self.of else [])]
+
+
+CRON_EXPECTED_MAX = 10_000
+
+
+def _valid_cron(value: str) -> str:
+    if not PLACEHOLDER.fullmatch(value) and not croniter.croniter.is_valid(value):
+        raise ValueError("not a cron expression (5 fields, e.g. '*/15 * * * *'), nor a {placeholder}")
+    return value
+
+
+def _valid_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("not an IANA time zone (e.g. UTC, Europe/Berlin)") from None
+    return value
+
+
+class ExpectedAt(Correlation):
+    """A line matching `matching` within `tolerance` after each time a cron schedule fires
+    in the window (runbook: "cron-triggered workflows not running at expected times")."""
+
+    cron: str = Field(description="cron expression, or a {placeholder} given with --param at incident time")
+    matching: LineMatch
+    tolerance: Duration = Field(default="5m", description="how late the line may come after each expected time")
+    timezone: str = Field(default="UTC", description="the zone the schedule is written in")
+    not_before: str | None = Field(
+        default=None, description="RFC 3339 time or {placeholder}: no expected time before it (a workflow's startAt)"
+    )
+
+    _check_cron = field_validator("cron")(_valid_cron)
+    _check_zone = field_validator("timezone")(_valid_zone)
+
+    @field_validator("not_before")
+    @classmethod
+    def _valid_not_before(cls, value: str | None) -> str | None:
+        if value is not None and not PLACEHOLDER.fullmatch(value):
+            try:
+                parse_time(value)
+            except ValueError:
+                raise ValueError("not_before: an RFC 3339 time or a {placeholder}") from None
+        return value
+
+    def matches(self) -> list[LineMatch]:
+        return [self.matching]
+
+    def texts(self) -> list[str]:
+        return [self.cron, self.not_before or ""]
+
+
 class LogSource(Target):
     """Where a log comes from: a container on a docker target, or a file on a hosts target."""
 
@@ -131,6 +339,9 @@ class LogSource(Target):
     forbidden: list[Forbidden] = Field(default_factory=list)
     required: list[Required] = Field(default_factory=list)
     error_rate: ErrorRate | None = None
+    sequences: list[Sequence] = Field(default_factory=list, description="A followed by B within a time")
+    ratios: list[Ratio] = Field(default_factory=list, description="matches of A over matches of B, in %")
+    expected_at: list[ExpectedAt] = Field(default_factory=list, description="a line after each cron time")
     shown_matches: int = Field(default=5, ge=1, le=50, description="matching lines a failure shows")
 
     @model_validator(mode="after")
@@ -143,6 +354,16 @@ class LogSource(Target):
         if len(names) != len(set(names)):
             raise ValueError("duplicate pattern names")
         if is_host and any(p.window_kind() == "start" for p in (*self.forbidden, *self.required)):
+            raise ValueError("window 'start' needs a container (a file or a journal has no start)")
+        return self
+
+    @model_validator(mode="after")
+    def _correlations_named_once(self):
+        for kind in ("sequences", "ratios", "expected_at"):
+            names = [c.name for c in getattr(self, kind)]
+            if len(names) != len(set(names)):
+                raise ValueError(f"duplicate {kind} names")
+        if self.host and any(c.window_kind() == "start" for c in correlations(self)):
             raise ValueError("window 'start' needs a container (a file or a journal has no start)")
         return self
 
@@ -178,6 +399,12 @@ class Window:
         if start is None:
             return [text for _, text in self.lines]
         return [text for ts, text in self.lines if ts is None or ts >= start]
+
+    def entries(self, start: datetime | None) -> Iterator[tuple[datetime | None, str]]:
+        """(time or None, text) of the lines from `start` on, oldest first, without a copy."""
+        for ts, text in self.lines:
+            if start is None or ts is None or ts >= start:
+                yield ts, text
 
     def describe(self) -> str:
         where = f"since {self.since:%Y-%m-%d %H:%M:%S} UTC" if self.since else (self.note or "file")
@@ -442,8 +669,244 @@ class LogReader:
         return read_file(source, host, self.state.get(state_key(source)), self.inventory.timeout(source))
 
 
-def patterns(source: LogSource) -> list[LogPattern]:
-    return [*source.forbidden, *source.required, *([source.error_rate] if source.error_rate else [])]
+# --- correlation: judging lines against each other, in one pass with bounded state --------
+
+_JSON = json.JSONDecoder()
+
+
+def json_object(text: str) -> dict | None:
+    """The JSON object a log line holds (from its first `{`: a prefix such as a level is
+    allowed), or None."""
+    start = text.find("{")
+    if start < 0:
+        return None
+    try:
+        value, _ = _JSON.raw_decode(text, start)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class LineMatcher:
+    """A compiled test of a line: the regex first (cheap), then the JSON field conditions."""
+
+    def __init__(self, regex: re.Pattern | None, fields: list[FieldCondition]):
+        self.regex = regex
+        self.fields = [(jmespath.compile(f.path), f) for f in fields]
+
+    def __call__(self, text: str) -> bool:
+        if self.regex is not None and self.regex.search(text) is None:
+            return False
+        if not self.fields:
+            return True
+        found = json_object(text)
+        return found is not None and all(holds(path.search(found), f.op, f.value) for path, f in self.fields)
+
+    def key(self, text: str, name: str) -> str | None:
+        """The value that pairs lines: the regex's named group `name`, else the JSON field."""
+        if self.regex is not None and name in self.regex.groupindex:
+            match = self.regex.search(text)
+            return match.group(name) if match else None
+        found = json_object(text)
+        value = jmespath.search(name, found) if found is not None else None
+        return None if value is None else str(value)
+
+    def __str__(self) -> str:
+        """'TASK_PANIC', or 'active_tasks' and active_tasks > 100, for failure messages."""
+        shown = [repr(self.regex.pattern)] if self.regex is not None else []
+        shown += [f"{f.path} exists" if f.op == "exists" else f"{f.path} {f.op} {f.value!r}" for _, f in self.fields]
+        return " and ".join(shown)
+
+
+LEADING_TIME = re.compile(r"^\s*\[?(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?)")
+TIME_FIELDS = ("ts", "time", "timestamp", "@timestamp")
+
+
+def line_time(ts: datetime | None, text: str) -> datetime | None:
+    """When a line was written: the source's timestamp (Docker, journald), else a leading
+    RFC 3339 time of the text, else a JSON line's ts/time/timestamp field (epoch seconds,
+    milliseconds, or RFC 3339)."""
+    if ts is not None:
+        return ts
+    match = LEADING_TIME.match(text)
+    if match:
+        try:
+            return parse_time(match.group(1).replace(",", "."))
+        except ValueError:
+            pass
+    found = json_object(text) if "{" in text else None
+    for name in TIME_FIELDS:
+        value = found.get(name) if found is not None else None
+        try:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
+            if isinstance(value, str):
+                return parse_time(value)
+        except (ValueError, OverflowError, OSError):
+            continue
+    return None
+
+
+@dataclass
+class Unmatched:
+    """What a sequence check found: the `first` lines left without their `then`."""
+
+    firsts: int = 0
+    count: int = 0
+    untimed: int = 0
+    pending: int = 0  # too recent to judge: their time to be followed has not run out
+    shown: deque = field(default_factory=lambda: deque(maxlen=5))  # (time, text), the newest
+
+
+def follow(
+    entries: Iterable[tuple[datetime | None, str]],
+    first: LineMatcher,
+    then: LineMatcher,
+    within: timedelta,
+    now: datetime,
+    key: str | None = None,
+    shown: int = 5,
+) -> Unmatched:
+    """Every line matching `first` must be followed by one matching `then` within `within`
+    (with `key`: one carrying the same key value). One pass; state is only the `first`
+    lines still waiting, so memory is bounded by the lines within `within`, not the window."""
+    result = Unmatched(shown=deque(maxlen=shown))
+    waiting: deque = deque()  # [time, key, text, done], oldest first
+    by_key: dict = {}  # key -> deque of the same entries
+
+    def expire(before: datetime) -> None:
+        while waiting and waiting[0][0] + within < before:
+            entry = waiting.popleft()
+            if key is not None:
+                queue = by_key.get(entry[1])
+                if queue and queue[0] is entry:
+                    queue.popleft()
+                    if not queue:
+                        del by_key[entry[1]]
+            if not entry[3]:
+                result.count += 1
+                result.shown.append((entry[0], entry[2]))
+
+    for ts, text in entries:
+        when = line_time(ts, text)
+        if when is not None:
+            expire(when)
+        if then(text):
+            if key is None:
+                for entry in waiting:
+                    entry[3] = True
+            else:
+                for entry in by_key.pop(then.key(text, key), ()):
+                    entry[3] = True
+        if first(text):
+            result.firsts += 1
+            if when is None:
+                result.untimed += 1
+                continue
+            entry = [when, first.key(text, key) if key else None, text, False]
+            waiting.append(entry)
+            if key is not None:
+                by_key.setdefault(entry[1], deque()).append(entry)
+    expire(now)
+    result.pending = sum(1 for entry in waiting if not entry[3])
+    return result
+
+
+@dataclass
+class Share:
+    """What a ratio check counted."""
+
+    part: int = 0
+    whole: int = 0
+    shown: deque = field(default_factory=lambda: deque(maxlen=5))  # the newest `part` lines
+
+    @property
+    def pct(self) -> float:
+        return 100.0 * self.part / self.whole if self.whole else 0.0
+
+
+def share(entries: Iterable[tuple[Any, str]], part: LineMatcher, whole: LineMatcher | None, shown: int = 5) -> Share:
+    """Lines matching `part` and lines matching `whole` (every line without one), in one pass."""
+    result = Share(shown=deque(maxlen=shown))
+    for _, text in entries:
+        if whole is None or whole(text):
+            result.whole += 1
+        if part(text):
+            result.part += 1
+            result.shown.append(text)
+    return result
+
+
+def expected_times(cron: str, zone: str, begin: datetime, end: datetime) -> list[datetime]:
+    """The times a cron schedule fires in (begin, end], in UTC; at most CRON_EXPECTED_MAX."""
+    if not croniter.croniter.is_valid(cron):
+        raise OpscheckError(f"{cron!r} is not a cron expression (5 fields, e.g. '*/15 * * * *')")
+    schedule = croniter.croniter(cron, begin.astimezone(ZoneInfo(zone)))
+    found: list[datetime] = []
+    while True:
+        when = schedule.get_next(datetime).astimezone(UTC)
+        if when > end:
+            return found
+        found.append(when)
+        if len(found) > CRON_EXPECTED_MAX:
+            raise OpscheckError(
+                f"cron {cron!r} fires more than {CRON_EXPECTED_MAX:,} times in the window: give a shorter window"
+            )
+
+
+@dataclass
+class Missed:
+    """What an expected-at check found."""
+
+    expected: list[datetime]
+    missed: list[datetime] = field(default_factory=list)
+    matching: int = 0
+    untimed: int = 0
+    last_seen: datetime | None = None
+
+
+def on_time(
+    entries: Iterable[tuple[datetime | None, str]],
+    matching: LineMatcher,
+    expected: list[datetime],
+    tolerance: timedelta,
+) -> Missed:
+    """For each expected time, whether a matching line came within `tolerance` after it.
+    One pass over the lines (oldest first) and a pointer into the expected times."""
+    result = Missed(expected)
+    hit = bytearray(len(expected))
+    low = 0
+    for ts, text in entries:
+        if not matching(text):
+            continue
+        result.matching += 1
+        when = line_time(ts, text)
+        if when is None:
+            result.untimed += 1
+            continue
+        result.last_seen = when
+        while low < len(expected) and expected[low] + tolerance < when:
+            low += 1
+        index = low
+        while index < len(expected) and expected[index] <= when:
+            hit[index] = 1
+            index += 1
+    result.missed = [t for t, h in zip(expected, hit, strict=True) if not h]
+    return result
+
+
+def correlations(source: LogSource) -> list[Correlation]:
+    return [*source.sequences, *source.ratios, *source.expected_at]
+
+
+def patterns(source: LogSource) -> list[Any]:
+    """Everything judged on a source's window (the reader reads the widest window they need)."""
+    return [
+        *source.forbidden,
+        *source.required,
+        *([source.error_rate] if source.error_rate else []),
+        *correlations(source),
+    ]
 
 
 def state_key(source: LogSource) -> str:
@@ -462,8 +925,18 @@ def parameters(inventory) -> dict[str, list[Param]]:
             for s in sources
             if s.error_rate
         ],
+        "log_sequence": [Param(Item(s, c), f"{s.name}:{c.name}", s, _marks(c)) for s in sources for c in s.sequences],
+        "log_ratio": [Param(Item(s, c), f"{s.name}:{c.name}", s, _marks(c)) for s in sources for c in s.ratios],
+        "log_expected_at": [
+            Param(Item(s, c), f"{s.name}:{c.name}", s, _marks(c)) for s in sources for c in s.expected_at
+        ],
     }
 
 
-def _marks(pattern: LogPattern) -> list:
+def _marks(pattern: InventoryCheck) -> list:
     return check_marks(pattern)
+
+
+def fill(text: str, params: dict[str, str]) -> str:
+    """`{name}` replaced by the --param value of `name` (left as it is when not given)."""
+    return PLACEHOLDER.sub(lambda m: params.get(m.group(1), m.group(0)), text)

@@ -1,0 +1,65 @@
+"""A JSON-RPC 2.0 chain node on loopback for the comparisons self-tests: `eth_blockNumber`
+answers the head of the chain its path names, as a hex quantity, like an Ethereum RPC
+provider; a rate-limited chain answers the provider's error object."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.servers import Service
+
+
+class JsonRpcChains(Service):
+    """POST /<chain> with {"jsonrpc": "2.0", "method": "eth_blockNumber", "id": N}."""
+
+    def __init__(self, heads: dict[str, int], rate_limited: tuple[str, ...] = ()):
+        self.heads = heads
+        self.rate_limited = rate_limited
+        self.calls = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                server.calls += 1
+                chain = self.path.strip("/")
+                try:
+                    request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                except ValueError:
+                    return self._send(
+                        {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "parse error"}}
+                    )
+                answer = {"jsonrpc": "2.0", "id": request.get("id")}
+                if chain in server.rate_limited:
+                    answer["error"] = {"code": -32005, "message": "rate limit exceeded"}
+                elif request.get("method") != "eth_blockNumber":
+                    answer["error"] = {"code": -32601, "message": "method not found"}
+                elif chain not in server.heads:
+                    return self._send({"error": "unknown chain"}, status=404)
+                else:
+                    answer["result"] = hex(server.heads[chain])
+                self._send(answer)
+
+            def _send(self, body: dict, status: int = 200):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+
+    def start(self) -> None:
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def url(self, chain: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{chain}"
