@@ -24,6 +24,7 @@ from opscheck.families.certificate_files import CertificateFiles
 from opscheck.families.checklists import ChecklistItem
 from opscheck.families.docker import Docker
 from opscheck.families.grafana import Grafana
+from opscheck.families.grpc import GrpcHealth
 from opscheck.families.hosts import Host
 from opscheck.families.http import HttpEndpoint
 from opscheck.families.logs import LogSource
@@ -46,6 +47,7 @@ class Inventory(Model):
     defaults: Defaults = Field(default_factory=Defaults)
     hosts: list[Host] = Field(default_factory=list)
     http: list[HttpEndpoint] = Field(default_factory=list)
+    grpc: list[GrpcHealth] = Field(default_factory=list)
     tls: list[TlsEndpoint] = Field(default_factory=list)
     certificate_files: list[CertificateFiles] = Field(default_factory=list)
     postgres: list[Postgres] = Field(default_factory=list)

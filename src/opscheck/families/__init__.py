@@ -18,6 +18,7 @@ from types import ModuleType
 FAMILIES: dict[str, str] = {
     "hosts": "opscheck.families.hosts",
     "http": "opscheck.families.http",
+    "grpc": "opscheck.families.grpc",
     "tls": "opscheck.families.tls",
     "certificate_files": "opscheck.families.certificate_files",
     "postgres": "opscheck.families.postgres",
