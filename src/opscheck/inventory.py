@@ -22,6 +22,7 @@ from opscheck.families.alertmanager import Alertmanager
 from opscheck.families.backups import Backup
 from opscheck.families.certificate_files import CertificateFiles
 from opscheck.families.checklists import ChecklistItem
+from opscheck.families.commands import CommandTarget
 from opscheck.families.docker import Docker
 from opscheck.families.grafana import Grafana
 from opscheck.families.grpc import GrpcHealth
@@ -55,6 +56,7 @@ class Inventory(Model):
     redis: list[Redis] = Field(default_factory=list)
     docker: list[Docker] = Field(default_factory=list)
     logs: list[LogSource] = Field(default_factory=list)
+    commands: list[CommandTarget] = Field(default_factory=list)
     prometheus: list[Prometheus] = Field(default_factory=list)
     alertmanager: list[Alertmanager] = Field(default_factory=list)
     grafana: list[Grafana] = Field(default_factory=list)
@@ -86,6 +88,8 @@ class Inventory(Model):
             *((f"backups {b.name!r}: host", b.host, "hosts") for b in self.backups if b.host),
             *((f"logs {s.name!r}: host", s.host, "hosts") for s in self.logs if s.host),
             *((f"logs {s.name!r}: docker", s.docker, "docker") for s in self.logs if s.docker),
+            *((f"commands {c.name!r}: host", c.host, "hosts") for c in self.commands if c.host),
+            *((f"commands {c.name!r}: docker", c.docker, "docker") for c in self.commands if c.docker),
             *(
                 (f"tls {t.name!r}: serves_certificate_file", t.serves_certificate_file, "certificate_files")
                 for t in self.tls

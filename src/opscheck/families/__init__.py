@@ -26,6 +26,7 @@ FAMILIES: dict[str, str] = {
     "redis": "opscheck.families.redis",
     "docker": "opscheck.families.docker",
     "logs": "opscheck.families.logs",
+    "commands": "opscheck.families.commands",
     "prometheus": "opscheck.families.prometheus",
     "alertmanager": "opscheck.families.alertmanager",
     "grafana": "opscheck.families.grafana",
