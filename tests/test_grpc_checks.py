@@ -5,7 +5,6 @@ unknown service, a server without the health service, a slow one, and unreachabl
 """
 
 import shutil
-import time
 
 import pytest
 
@@ -67,10 +66,7 @@ def result(servers, pki, tmp_path_factory):
             target("silent", f"127.0.0.1:{servers['silent'].port}", timeout=1),
         ],
     }
-    started = time.monotonic()
-    run = run_suite(inventory, tmp_path_factory.mktemp("grpc"))
-    run.seconds = time.monotonic() - started
-    return run
+    return run_suite(inventory, tmp_path_factory.mktemp("grpc"))
 
 
 def test_serving_servers_pass(result):
@@ -113,8 +109,7 @@ def test_unreachable_costs_one_timeout(result, servers):
     result.assert_failed("test_grpc_health_serving[silent]", "no answer within the deadline 1 s (DEADLINE_EXCEEDED)")
     message = result.assert_failed("test_grpc_health_latency_below_limit[silent]", "blocked: ")
     assert "DEADLINE_EXCEEDED" in message
-    assert servers["silent"].accepts == 1, "the silent server was connected to once"
-    assert result.seconds < 15, f"one timeout, not one per check: {result.seconds:.1f} s"
+    assert servers["silent"].accepts == 1, "one connection, one timeout: the second check did not try again"
 
 
 def test_switch_to_not_serving_fails(servers, run_checks):
