@@ -20,7 +20,7 @@ import jwt
 from tests.servers import Service
 from tests.servers_tls import Nginx, Site
 
-SECRET = "opscheck-jwt-secret-8841"
+SECRET = "opscheck-jwt-secret-8841-0123456789abcdef"
 USER, PASSWORD = "monitor", "opscheck-Pw-3107"
 
 

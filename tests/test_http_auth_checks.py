@@ -17,6 +17,8 @@ from tests.conftest import run_suite
 from tests.servers_http_auth import PASSWORD, SECRET, USER, JwtApi, MtlsProxy, ProxySite
 from tests.servers_tls import selftest_pki
 
+WRONG_KEY = "not-the-key-opscheck-0123456789abcdef"
+
 
 @pytest.fixture(scope="module")
 def apis():
@@ -101,7 +103,7 @@ def result(apis, proxy, tmp_path_factory):
             {
                 "name": "wrong-key",
                 "url": good.url("/auth/me"),
-                "auth": {"login": login(good.url("/auth/login")), "jwt": jwt_rules(key="not-the-key-opscheck")},
+                "auth": {"login": login(good.url("/auth/login")), "jwt": jwt_rules(key=WRONG_KEY)},
             },
             {
                 "name": "weak",
@@ -208,7 +210,7 @@ def test_mtls_endpoint_with_and_without_its_client_certificate(result):
 
 
 def test_no_secret_or_token_in_any_report(result, apis):
-    secrets = [PASSWORD, SECRET, "not-the-Pw-opscheck", "not-the-key-opscheck", *result.env.values()]
+    secrets = [PASSWORD, SECRET, "not-the-Pw-opscheck", WRONG_KEY, *result.env.values()]
     secrets += apis["good"].issued + apis["weak"].issued
     assert apis["good"].issued, "the good API issued tokens"
     texts = [result.output] + [p.read_text(errors="replace") for p in result.reports_dir.rglob("*") if p.is_file()]
