@@ -1,6 +1,7 @@
 """http checks: status, latency, JSON body and headers of each endpoint in the inventory,
 and, for an endpoint with a `security:` block, its security headers, HTTPS redirect,
-rate-limit headers and API keys.
+rate-limit headers and API keys; for one with an `auth:` block, its login, its JWT's
+claims and the requests it must refuse.
 
 Each endpoint is fetched once per run (fixtures/http.py); every check judges that one
 answer. Severity and schedule come from the inventory entry, since a health endpoint
@@ -10,6 +11,7 @@ in reports.
 """
 
 import re
+from datetime import UTC, datetime
 
 import jmespath
 import pytest
@@ -164,7 +166,9 @@ def test_no_revealing_headers(http_security, http):
 @pytest.mark.security
 def test_http_redirects_to_https(http_redirect, inventory):
     source = http_redirect.security.https_redirect_from
-    status, headers = get_status(source, inventory.timeout(http_redirect), verify=http_redirect.verify)
+    status, headers = get_status(
+        source, inventory.timeout(http_redirect), verify=http_redirect.verify, cert=http_redirect.cert
+    )
     location = {k.lower(): v for k, v in headers.items()}.get("location", "")
     expect(
         status in (301, 302, 303, 307, 308) and location.lower().startswith("https://"),
@@ -192,7 +196,9 @@ def _key_request(endpoint, inventory, key: str | None):
     if key is not None:
         headers[api.header] = f"{api.scheme} {key}" if api.scheme else key
     url = api.url or endpoint.url
-    status, _ = get_status(url, inventory.timeout(endpoint), verify=endpoint.verify, headers=headers)
+    status, _ = get_status(
+        url, inventory.timeout(endpoint), verify=endpoint.verify, headers=headers, cert=endpoint.cert
+    )
     return url, status
 
 
@@ -260,4 +266,145 @@ def test_api_key_format(http_api_key):
     expect(
         re.search(api.format, key) is not None,
         f'http "{http_api_key.name}": the API key ({len(key)} characters, {start}) does not match {api.format!r}',
+    )
+
+
+# --- auth flows: login, JWT claims, refusals (an `auth:` block) ------------------------------
+
+AUTH_HINT = (
+    "Authentication does not behave (runbooks: '401 Unauthorized | JWT token expired | Check "
+    "token generation'; AWE 'Login Failures'). Look at the auth service's logs "
+    "(`docker-compose logs api | grep auth`), the monitoring account, the JWT secret and the "
+    "clock of the issuing host. The token is never shown; decode one by hand with a JWT tool."
+)
+
+
+@pytest.mark.p1
+@pytest.mark.smoke
+@pytest.mark.daily
+@pytest.mark.runbook(
+    "The login for the monitoring account fails or is slow (runbook: `curl -X POST .../auth/login`, "
+    "verified against the CA, never -k). Wrong or expired credentials, a locked account, or the "
+    "auth service's database. " + AUTH_HINT
+)
+@pytest.mark.security
+def test_http_login_succeeds(http_login, http):
+    answer = http.login()
+    expect(answer.token is not None, f"{http.shown}: {answer.problem}")
+    limit = http_login.auth.login.max_latency_ms
+    expect(
+        answer.latency_ms < limit,
+        f"{http.shown}: login {answer.url} answered in {fmt(answer.latency_ms)} ms >= limit {fmt(limit)} ms",
+    )
+
+
+def _now() -> float:
+    return datetime.now(UTC).timestamp()
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@pytest.mark.p1
+@pytest.mark.daily
+@pytest.mark.runbook(
+    "The token expires too soon or has expired (runbook: '401 Unauthorized | JWT token expired'): "
+    "sessions end before their time, clients get 401. Look at the issuer's token lifetime "
+    "setting and the clock of the issuing host (`timedatectl`). " + AUTH_HINT
+)
+@pytest.mark.security
+def test_jwt_not_expiring(http_jwt, http):
+    _, claims = http.jwt_parts()
+    limit = http_jwt.auth.jwt.min_remaining_minutes
+    exp = claims.get("exp")
+    expect(isinstance(exp, int | float), f"{http.shown}: the token has no numeric exp claim: it never expires")
+    left = (exp - _now()) / 60
+    expect(
+        left >= limit,
+        f"{http.shown}: the token "
+        + (f"expired {fmt(-left)} min ago" if left < 0 else f"expires in {fmt(left)} min")
+        + f" (exp {_when(exp)}), expected at least {fmt(limit)} min",
+    )
+
+
+@pytest.mark.p1
+@pytest.mark.daily
+@pytest.mark.runbook(
+    "The token's signature is unsafe: alg 'none' (unsigned: anyone can forge a token), an "
+    "algorithm the service should not issue, or a signature that the configured key does not "
+    "verify (a rotated or leaked secret). Treat 'none' as a security incident. " + AUTH_HINT
+)
+@pytest.mark.security
+def test_jwt_algorithm_safe(http_jwt, http):
+    header, _ = http.jwt_parts()
+    expected, alg = http_jwt.auth.jwt, header.get("alg")
+    expect(str(alg).lower() != "none", f"{http.shown}: the token is unsigned (alg {alg!r}): anyone can forge one")
+    expect(
+        not expected.algorithms or alg in expected.algorithms,
+        f"{http.shown}: the token is signed with alg {alg!r}, expected {' or '.join(expected.algorithms or [])}",
+    )
+    if expected.key is not None:
+        problem = http.signature_problem()
+        expect(problem is None, f"{http.shown}: {problem} (alg {alg!r})")
+
+
+@pytest.mark.p2
+@pytest.mark.daily
+@pytest.mark.runbook(
+    "The token's claims are not what the service should issue: iat in the future (the issuer's "
+    "clock is ahead), the wrong issuer or audience (a token from another environment), or a "
+    "lifetime other than the configured one. " + AUTH_HINT
+)
+@pytest.mark.security
+def test_jwt_claims_as_expected(http_jwt, http):
+    _, claims = http.jwt_parts()
+    expected, now = http_jwt.auth.jwt, _now()
+    problems = []
+    iat, exp = claims.get("iat"), claims.get("exp")
+    if isinstance(iat, int | float) and iat > now + expected.leeway_s:
+        problems.append(f"iat {_when(iat)} is {fmt((iat - now) / 60)} min in the future")
+    if expected.issuer is not None and claims.get("iss") != expected.issuer:
+        problems.append(f"iss is {claims.get('iss')!r}, expected {expected.issuer!r}")
+    if expected.audience is not None:
+        aud = claims.get("aud")
+        audiences = aud if isinstance(aud, list) else [aud]
+        if expected.audience not in audiences:
+            problems.append(f"aud is {aud!r}, expected {expected.audience!r}")
+    numeric = isinstance(iat, int | float) and isinstance(exp, int | float)
+    if (expected.max_lifetime_hours or expected.lifetime_minutes) and not numeric:
+        problems.append("no numeric iat and exp: the lifetime cannot be judged")
+    elif numeric:
+        lifetime_min = (exp - iat) / 60
+        if expected.max_lifetime_hours and lifetime_min > expected.max_lifetime_hours * 60:
+            problems.append(f"lifetime {fmt(lifetime_min / 60)} h > {fmt(expected.max_lifetime_hours)} h")
+        if expected.lifetime_minutes and abs(lifetime_min - expected.lifetime_minutes) > 1:
+            problems.append(f"lifetime {fmt(lifetime_min)} min, expected {fmt(expected.lifetime_minutes)} min")
+    expect(not problems, f"{http.shown}: token claims: " + "; ".join(problems))
+
+
+REFUSAL_SHOWN = {
+    "missing": "without a token",
+    "tampered": "with the token's signature broken",
+    "expired": "with an expired token",
+}
+
+
+@pytest.mark.p0
+@pytest.mark.smoke
+@pytest.mark.daily
+@pytest.mark.runbook(
+    "The endpoint answers a request it must refuse: no token, a token with a broken signature "
+    "(the service does not verify signatures), or an expired token (it does not check exp). "
+    "Anyone can call it: treat it as a security incident; look at the auth middleware of this "
+    "route and the JWT library's verification settings."
+)
+@pytest.mark.security
+def test_http_auth_refused(http_auth_refusal, http):
+    endpoint, kind = http_auth_refusal.target, http_auth_refusal.value
+    status = http.refused(kind)
+    refused = endpoint.auth.refused_status
+    expect(
+        status in refused,
+        f"{http.shown}: {REFUSAL_SHOWN[kind]}: status {status}, expected {' or '.join(map(str, refused))}",
     )

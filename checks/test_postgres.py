@@ -71,12 +71,14 @@ def test_postgres_connections_below_critical(postgres, pg):
 
 
 @pytest.mark.runbook("An inventory-defined SQL assertion does not hold; see its query.")
-def test_postgres_sql_assertion(sql_assertion, pg):
+def test_postgres_sql_assertion(sql_assertion, pg, incident_params):
     check = sql_assertion.value
-    actual = pg.scalar(check.query)
+    query, params = check.bound(incident_params)  # {name} -> a bound parameter, never spliced in
+    actual = pg.scalar(query, params)
+    given = "".join(f", {name}={value!r}" for name, value in (params or {}).items())
     expect(
         holds(actual, check.op, check.value),
-        f'{pg.shown}: assertion "{check.name}": got {actual!r}, expected {check.op} '
+        f'{pg.shown}: assertion "{check.name}"{given}: got {actual!r}, expected {check.op} '
         f"{check.value!r} (query: {' '.join(check.query.split())[:300]})",
     )
 

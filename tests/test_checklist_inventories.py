@@ -60,6 +60,8 @@ ENV = {
     "AGENTAURI_REDIS_URL": "redis://127.0.0.1:1/0",
     "ACCUNODE_DATABASE_URL": "postgresql://opscheck@127.0.0.1:1/accunode_prod",
     "ACCUNODE_REDIS_URL": "redis://127.0.0.1:1/0",
+    "AGENTAURI_JWT": "not-a-real-jwt",  # the synthetic account's token (auth checks)
+    "ACCUNODE_MONITOR_PASSWORD": "not-a-real-password",
 }
 
 

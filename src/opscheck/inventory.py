@@ -24,8 +24,10 @@ from opscheck.families.certificate_files import CertificateFiles
 from opscheck.families.checklists import ChecklistItem
 from opscheck.families.comparisons import Comparison
 from opscheck.families.config_files import ConfigFile
+from opscheck.families.commands import CommandTarget
 from opscheck.families.docker import Docker
 from opscheck.families.grafana import Grafana
+from opscheck.families.grpc import GrpcHealth
 from opscheck.families.hosts import Host
 from opscheck.families.http import HttpEndpoint
 from opscheck.families.logs import LogSource
@@ -48,6 +50,7 @@ class Inventory(Model):
     defaults: Defaults = Field(default_factory=Defaults)
     hosts: list[Host] = Field(default_factory=list)
     http: list[HttpEndpoint] = Field(default_factory=list)
+    grpc: list[GrpcHealth] = Field(default_factory=list)
     tls: list[TlsEndpoint] = Field(default_factory=list)
     certificate_files: list[CertificateFiles] = Field(default_factory=list)
     postgres: list[Postgres] = Field(default_factory=list)
@@ -55,6 +58,7 @@ class Inventory(Model):
     redis: list[Redis] = Field(default_factory=list)
     docker: list[Docker] = Field(default_factory=list)
     logs: list[LogSource] = Field(default_factory=list)
+    commands: list[CommandTarget] = Field(default_factory=list)
     prometheus: list[Prometheus] = Field(default_factory=list)
     alertmanager: list[Alertmanager] = Field(default_factory=list)
     grafana: list[Grafana] = Field(default_factory=list)
@@ -94,6 +98,8 @@ class Inventory(Model):
                 for c in self.comparisons
                 for side in (c.left, c.right)
             ),
+            *((f"commands {c.name!r}: host", c.host, "hosts") for c in self.commands if c.host),
+            *((f"commands {c.name!r}: docker", c.docker, "docker") for c in self.commands if c.docker),
             *(
                 (f"tls {t.name!r}: serves_certificate_file", t.serves_certificate_file, "certificate_files")
                 for t in self.tls

@@ -97,6 +97,11 @@ def check_marks(check: InventoryCheck) -> list:
     return marks
 
 
+def mark(name: str) -> Any:
+    """A marker by name, e.g. a check's domain chosen by its target (families hold no pytest)."""
+    return getattr(pytest.mark, name)
+
+
 def target_of(item) -> Target | None:
     for value in getattr(getattr(item, "callspec", None), "params", {}).values():
         if isinstance(value, Target):

@@ -117,7 +117,9 @@ class JsonApi(TargetReader):
 _ORIGINS: dict[str, Unreachable] = {}  # origin -> its first connection error of this session
 
 
-def get_status(url: str, timeout: float, verify: bool | str, headers: dict | None = None) -> tuple[int, dict]:
+def get_status(
+    url: str, timeout: float, verify: bool | str, headers: dict | None = None, cert: Any = None
+) -> tuple[int, dict]:
     """One GET, no redirects followed, for redirect and API-key checks; errors read cleanly.
 
     An origin that could not be reached is not tried again: the next check on it fails at
@@ -129,7 +131,13 @@ def get_status(url: str, timeout: float, verify: bool | str, headers: dict | Non
     unreachable.check()
     try:
         with requests.get(
-            url, headers=headers or {}, timeout=(timeout, timeout), verify=verify, allow_redirects=False, stream=True
+            url,
+            headers=headers or {},
+            timeout=(timeout, timeout),
+            verify=verify,
+            cert=cert,  # a client certificate (mTLS endpoints)
+            allow_redirects=False,
+            stream=True,
         ) as response:
             return response.status_code, dict(response.headers)
     except (requests.ConnectionError, requests.Timeout) as exc:

@@ -18,6 +18,7 @@ from types import ModuleType
 FAMILIES: dict[str, str] = {
     "hosts": "opscheck.families.hosts",
     "http": "opscheck.families.http",
+    "grpc": "opscheck.families.grpc",
     "tls": "opscheck.families.tls",
     "certificate_files": "opscheck.families.certificate_files",
     "postgres": "opscheck.families.postgres",
@@ -25,6 +26,7 @@ FAMILIES: dict[str, str] = {
     "redis": "opscheck.families.redis",
     "docker": "opscheck.families.docker",
     "logs": "opscheck.families.logs",
+    "commands": "opscheck.families.commands",
     "prometheus": "opscheck.families.prometheus",
     "alertmanager": "opscheck.families.alertmanager",
     "grafana": "opscheck.families.grafana",

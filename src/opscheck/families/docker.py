@@ -216,6 +216,7 @@ class DockerEngine:
         self._stats: dict[str, Stats | str] | None = None
         self._exec: dict[str, HostFacts | str] = {}
         self._exec_client: docker.APIClient | None = None
+        self._exec_clients: dict[float, docker.APIClient] = {}
         self.stats_seconds: float | None = None
 
     @property
@@ -256,10 +257,15 @@ class DockerEngine:
             use_ssh_client=self.target.engine.startswith("ssh://"),
         )
 
-    def exec_api(self):
-        """A client whose read timeout outlasts `timeout` inside the container (exec has none)."""
+    def exec_api(self, seconds: float | None = None):
+        """A client whose read timeout outlasts `seconds` (default exec_timeout) inside the
+        container, since exec has no timeout of its own."""
         self.client()
         with self._lock:
+            if seconds is not None and seconds != self.target.exec_timeout:
+                if seconds not in self._exec_clients:  # the commands family's own command timeouts
+                    self._exec_clients[seconds] = self._new_client(seconds + self.timeout)
+                return self._exec_clients[seconds]
             if self._exec_client is None:
                 self._exec_client = self._new_client(self.target.exec_timeout + self.timeout)
             return self._exec_client
@@ -413,7 +419,7 @@ class DockerEngine:
         return result
 
     def close(self) -> None:
-        for client in (self._client, self._exec_client):
+        for client in (self._client, self._exec_client, *self._exec_clients.values()):
             if client is not None:
                 client.close()
 

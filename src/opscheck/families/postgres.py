@@ -38,11 +38,18 @@ FORBIDDEN_SQL = re.compile(
 )
 
 
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
 class SqlAssertion(InventoryCheck, Condition):
-    """A read-only query whose first column of the first row must meet a condition."""
+    """A read-only query whose first column of the first row must meet a condition.
+
+    A `{name}` in the query is an incident-time value (`--param name=...`): it is sent as a
+    query parameter, never written into the SQL, so a quote in the value stays a quote.
+    """
 
     name: str = Name
-    query: str
+    query: str = Field(description="one read-only statement; {name} placeholders are bound from --param (adhoc)")
 
     @model_validator(mode="after")
     def _no_side_effects(self):
@@ -52,7 +59,23 @@ class SqlAssertion(InventoryCheck, Condition):
                 f"query calls {found.group(1)}, which acts on the server even in a "
                 "read-only transaction: checks never do"
             )
+        if self.placeholders and "adhoc" not in self.schedule:
+            raise ValueError(
+                f"a query with {{{self.placeholders[0]}}} needs schedule [adhoc] "
+                "(its value comes from --param at incident time)"
+            )
         return self
+
+    @property
+    def placeholders(self) -> list[str]:
+        return list(dict.fromkeys(PLACEHOLDER.findall(self.query)))
+
+    def bound(self, params: dict[str, str]) -> tuple[str, dict[str, str] | None]:
+        """(the query with each {name} as a psycopg named parameter, their values)."""
+        if not self.placeholders:
+            return self.query, None
+        text = PLACEHOLDER.sub(lambda m: f"%({m.group(1)})s", self.query.replace("%", "%%"))
+        return text, {name: params[name] for name in self.placeholders}
 
 
 class RequiredTrigger(Model):
