@@ -22,9 +22,9 @@ from opscheck.families.alertmanager import Alertmanager
 from opscheck.families.backups import Backup
 from opscheck.families.certificate_files import CertificateFiles
 from opscheck.families.checklists import ChecklistItem
+from opscheck.families.commands import CommandTarget
 from opscheck.families.comparisons import Comparison
 from opscheck.families.config_files import ConfigFile
-from opscheck.families.commands import CommandTarget
 from opscheck.families.docker import Docker
 from opscheck.families.grafana import Grafana
 from opscheck.families.grpc import GrpcHealth
