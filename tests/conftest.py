@@ -17,6 +17,13 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# The default inventory (this machine), without the load limit: while the self-tests run the
+# machine's load is theirs, and what these tests judge is opscheck, not this machine.
+LOCAL = (
+    (REPO / "inventories" / "local.yml")
+    .read_text()
+    .replace("spec: local://", "spec: local://\n    load_per_core_max: 1000")
+)
 
 
 @dataclass

@@ -17,6 +17,7 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
+from tests.conftest import LOCAL as LOCAL_TEXT
 from tests.conftest import REPO
 
 CLIENT_LIBRARIES = ["psycopg", "redis", "docker", "paramiko", "testinfra", "cryptography", "OpenSSL", "boto3"]
@@ -73,17 +74,17 @@ def test_a_missing_client_library_fails_its_checks_with_the_pip_line(run_checks,
 
 def test_collect_only_writes_no_run_and_keeps_latest(run_checks, tmp_path):
     reports = tmp_path / "reports"
-    first = run_checks(LOCAL.read_text(), "-m", "daily", f"--reports-dir={reports}")
+    first = run_checks(LOCAL_TEXT, "-m", "daily", f"--reports-dir={reports}")
     assert first.rc == 0, first.output
     latest = (reports / "local" / "latest").resolve()
     state = (reports / "local" / "state.json").read_text()
-    dry = run_checks(LOCAL.read_text(), "--collect-only", f"--reports-dir={reports}")
+    dry = run_checks(LOCAL_TEXT, "--collect-only", f"--reports-dir={reports}")
     assert dry.rc == 0, dry.output
     runs = [p for p in (reports / "local").iterdir() if p.is_dir() and not p.is_symlink()]
     assert runs == [latest], "a dry run left a run directory"
     assert (reports / "local" / "latest").resolve() == latest
     assert (reports / "local" / "state.json").read_text() == state
-    nothing = run_checks(LOCAL.read_text(), "-m", "no_such_marker", f"--reports-dir={tmp_path / 'other'}")
+    nothing = run_checks(LOCAL_TEXT, "-m", "no_such_marker", f"--reports-dir={tmp_path / 'other'}")
     assert nothing.rc == 5, nothing.output
     assert not (tmp_path / "other").exists()
 
@@ -116,6 +117,8 @@ def test_the_wheel_alone_makes_a_project_that_runs_daily(tmp_path):
     opscheck = str(venv / "bin" / "opscheck")
     made = _run([opscheck, "init", str(project)], tmp_path)
     assert made.returncode == 0, made.stdout + made.stderr
+    local = project / "inventories" / "local.yml"
+    local.write_text(local.read_text().replace("spec: local://", "spec: local://\n    load_per_core_max: 1000"))
     valid = _run([opscheck, "validate", "inventories/local.yml"], project)
     assert valid.returncode == 0 and "valid" in valid.stdout, valid.stdout + valid.stderr
     env = {"PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": ""}

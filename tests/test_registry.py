@@ -15,7 +15,7 @@ from opscheck import plugin
 from opscheck.core.model import Target
 from opscheck.families import FAMILIES, check_module, family
 from opscheck.inventory import Inventory, sections
-from tests.conftest import REPO
+from tests.conftest import LOCAL, REPO
 
 
 def _list_fields() -> set[str]:
@@ -61,8 +61,7 @@ def test_an_argname_clash_stops_the_run(monkeypatch):
 
 
 def test_summary_family_is_the_stem(run_checks):
-    local = (REPO / "inventories" / "local.yml").read_text()
-    result = run_checks(local, "-m", "daily")
+    result = run_checks(LOCAL, "-m", "daily")
     assert result.rc == 0, result.output
     assert set(result.summary["families"]) == {"hosts"}
     assert {c["family"] for c in result.summary["checks"]} == {"hosts"}

@@ -3,9 +3,8 @@
 import json
 import xml.etree.ElementTree as ET
 
-from tests.conftest import REPO
+from tests.conftest import LOCAL
 
-LOCAL = (REPO / "inventories" / "local.yml").read_text()
 FAILING = LOCAL.replace("spec: local://", "spec: local://\n    memory_min_available_pct: 100")
 
 
