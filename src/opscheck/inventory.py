@@ -10,8 +10,9 @@ of that family's targets.
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, ValidationInfo, field_validator, model_validator
 
 from opscheck.core import redact
 from opscheck.core.errors import ConfigError
@@ -24,7 +25,7 @@ from opscheck.families.certificate_files import CertificateFiles
 from opscheck.families.checklists import ChecklistItem
 from opscheck.families.docker import Docker
 from opscheck.families.grafana import Grafana
-from opscheck.families.hosts import Host
+from opscheck.families.hosts import Fleet, Host, expand_fleets, host_entry_kind
 from opscheck.families.http import HttpEndpoint
 from opscheck.families.logs import LogSource
 from opscheck.families.pgbouncer import Pgbouncer
@@ -32,6 +33,13 @@ from opscheck.families.postgres import Postgres
 from opscheck.families.prometheus import Prometheus
 from opscheck.families.redis import Redis
 from opscheck.families.tls import TlsEndpoint
+
+if TYPE_CHECKING:  # after validation every entry is a Host: fleets are expanded in place
+    HostEntries = list[Host]
+else:
+    HostEntries = list[
+        Annotated[Annotated[Host, Tag("host")] | Annotated[Fleet, Tag("fleet")], Discriminator(host_entry_kind)]
+    ]
 
 
 class Defaults(Model):
@@ -44,7 +52,9 @@ class Inventory(Model):
     environment: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
     defaults: Defaults = Field(default_factory=Defaults)
-    hosts: list[Host] = Field(default_factory=list)
+    hosts: HostEntries = Field(
+        default_factory=list, description="hosts, and fleets read from Ansible inventories (ansible_inventory)"
+    )
     http: list[HttpEndpoint] = Field(default_factory=list)
     tls: list[TlsEndpoint] = Field(default_factory=list)
     certificate_files: list[CertificateFiles] = Field(default_factory=list)
@@ -58,6 +68,13 @@ class Inventory(Model):
     grafana: list[Grafana] = Field(default_factory=list)
     backups: list[Backup] = Field(default_factory=list)
     checklists: list[ChecklistItem] = Field(default_factory=list)
+
+    @field_validator("hosts", mode="after")
+    @classmethod
+    def _expand_fleets(cls, entries: list, info: ValidationInfo) -> list:
+        """Fleets become their hosts (Ansible inventory paths are relative to this file)."""
+        base = (info.context or {}).get("base", Path("."))
+        return expand_fleets(entries, base)
 
     @model_validator(mode="after")
     def _unique_names(self):
@@ -124,7 +141,7 @@ def load(path: str | Path) -> Inventory:
     unset: set[tuple] = set()
     data = _expand(document.data, (), document, problems, unset)
     try:
-        inventory = Inventory.model_validate(data)
+        inventory = Inventory.model_validate(data, context={"base": Path(path).parent})
     except ValidationError as exc:
         problems += validation_problems(document, exc.errors(include_input=False), skip=unset)
     if problems:
