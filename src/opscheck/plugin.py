@@ -537,6 +537,14 @@ def pytest_metadata(metadata, config):
 
 
 def pytest_terminal_summary(terminalreporter, config):
+    phase = config.stash.get(GATHER_KEY, None)
+    slowest = phase.gatherer.slowest() if phase is not None else None
+    if slowest is not None:
+        target, seconds, total = slowest
+        terminalreporter.write_line(
+            f"opscheck: gathered {len(phase.gatherer.spans)} target(s) in {total:.2f} s; "
+            f"slowest {type(target).__name__} {target.name!r} {seconds:.2f} s"
+        )
     skipped = config.stash.get(SKIP_FAILURE_KEY, 0)
     if skipped:
         terminalreporter.write_line(

@@ -94,6 +94,7 @@ class Gatherer:
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self.futures: dict[int, list[Future]] = {}  # id(target) -> its jobs' futures
+        self.spans: dict[int, list] = {}  # id(target) -> [target, first start, last end]
 
     def start(self, jobs: Iterable[Job]) -> int:
         """Submit jobs; returns how many. A target's first job leads: the others follow once it
@@ -112,10 +113,13 @@ class Gatherer:
         assert self._pool is not None
         future = self._pool.submit(self._lead, job, followers)
         self.futures.setdefault(id(job.target), []).append(future)
+        self.spans.setdefault(id(job.target), [job.target, time.monotonic(), None])
 
     def _lead(self, job: Job, followers: list[Job]) -> None:
         _run(job)
         with self._lock:  # before this future is done: a waiter then sees the followers too
+            span = self.spans[id(job.target)]
+            span[2] = max(span[2] or 0.0, time.monotonic())
             for follower in followers:
                 try:
                     self._submit(follower, [])
@@ -134,6 +138,15 @@ class Gatherer:
             if remaining <= 0:
                 return False
             concurrent.futures.wait(pending, timeout=remaining)
+
+    def slowest(self) -> tuple[Any, float, float] | None:
+        """(slowest target, its gather seconds, all targets' gather seconds), once all are done."""
+        with self._lock:
+            done = [(t, end - start, start, end) for t, start, end in self.spans.values() if end is not None]
+        if not done:
+            return None
+        target, seconds, _, _ = max(done, key=lambda d: d[1])
+        return target, seconds, max(d[3] for d in done) - min(d[2] for d in done)
 
     def close(self) -> None:
         """Stop at the end of the session: a hung read must not hold the process."""
