@@ -143,11 +143,21 @@ def load(path: str | Path) -> Inventory:
     try:
         inventory = Inventory.model_validate(data, context={"base": Path(path).parent})
     except ValidationError as exc:
-        problems += validation_problems(document, exc.errors(include_input=False), skip=unset)
+        problems += validation_problems(document, _untagged(exc.errors(include_input=False)), skip=unset)
     if problems:
         raise ConfigError(problems)
     _register_secrets(inventory)
     return inventory
+
+
+def _untagged(errors: list) -> list:
+    """Errors of a `hosts:` entry carry its union tag (hosts.0.host.field): drop it, so the
+    location is the file's path to the field and its line is found."""
+    for error in errors:
+        loc = tuple(error["loc"])
+        if len(loc) > 2 and loc[0] == "hosts" and loc[2] in ("host", "fleet"):
+            error["loc"] = loc[:2] + loc[3:]
+    return errors
 
 
 def _expand(value, path: tuple, document: YamlDocument, problems: list, unset: set):

@@ -437,9 +437,11 @@ def pytest_runtest_protocol(item, nextitem):
         phase.start([target, *(t for t in map(target_of, _queued_items(item.session)) if t is not None)])
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item):
-    """A check waits for its own target's gathered reads (only those): then it judges them."""
+def _wait_for_target(item) -> None:
+    """A check waits for its own target's gathered reads (only those): then it judges them.
+
+    In the check's call, not its setup: a target that hangs past pytest-timeout is the
+    check's failure, not an error."""
     phase = item.config.stash.get(GATHER_KEY, None)
     target = target_of(item) if phase is not None else None
     if target is not None:
@@ -454,6 +456,7 @@ GATHER_WAIT_TIMEOUTS = 4  # a target's reads end within a few of its timeouts; t
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
+    _wait_for_target(item)
     try:
         return (yield)
     except OpscheckError as exc:
