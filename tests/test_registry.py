@@ -8,6 +8,7 @@ is the stem.
 
 import json
 import types
+import typing
 
 import pytest
 
@@ -22,6 +23,9 @@ def _list_fields() -> set[str]:
     found = set()
     for name, field in Inventory.model_fields.items():
         args = getattr(field.annotation, "__args__", ())
+        item = typing.get_args(args[0])[0] if args and typing.get_origin(args[0]) is typing.Annotated else None
+        if item is not None:  # hosts: Host | Fleet, tagged (a fleet expands to hosts)
+            args = (typing.get_args(typing.get_args(item)[0])[0],)
         if getattr(field.annotation, "__origin__", None) is list and args and issubclass(args[0], Target):
             found.add(name)
     return found

@@ -10,8 +10,9 @@ of that family's targets.
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, ValidationInfo, field_validator, model_validator
 
 from opscheck.core import redact
 from opscheck.core.errors import ConfigError
@@ -28,7 +29,7 @@ from opscheck.families.config_files import ConfigFile
 from opscheck.families.docker import Docker
 from opscheck.families.grafana import Grafana
 from opscheck.families.grpc import GrpcHealth
-from opscheck.families.hosts import Host
+from opscheck.families.hosts import Fleet, Host, expand_fleets, host_entry_kind
 from opscheck.families.http import HttpEndpoint
 from opscheck.families.logs import LogSource
 from opscheck.families.pgbouncer import Pgbouncer
@@ -36,6 +37,13 @@ from opscheck.families.postgres import Postgres
 from opscheck.families.prometheus import Prometheus
 from opscheck.families.redis import Redis
 from opscheck.families.tls import TlsEndpoint
+
+if TYPE_CHECKING:  # after validation every entry is a Host: fleets are expanded in place
+    HostEntries = list[Host]
+else:
+    HostEntries = list[
+        Annotated[Annotated[Host, Tag("host")] | Annotated[Fleet, Tag("fleet")], Discriminator(host_entry_kind)]
+    ]
 
 
 class Defaults(Model):
@@ -48,7 +56,9 @@ class Inventory(Model):
     environment: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
     defaults: Defaults = Field(default_factory=Defaults)
-    hosts: list[Host] = Field(default_factory=list)
+    hosts: HostEntries = Field(
+        default_factory=list, description="hosts, and fleets read from Ansible inventories (ansible_inventory)"
+    )
     http: list[HttpEndpoint] = Field(default_factory=list)
     grpc: list[GrpcHealth] = Field(default_factory=list)
     tls: list[TlsEndpoint] = Field(default_factory=list)
@@ -66,6 +76,13 @@ class Inventory(Model):
     checklists: list[ChecklistItem] = Field(default_factory=list)
     config_files: list[ConfigFile] = Field(default_factory=list)
     comparisons: list[Comparison] = Field(default_factory=list)
+
+    @field_validator("hosts", mode="after")
+    @classmethod
+    def _expand_fleets(cls, entries: list, info: ValidationInfo) -> list:
+        """Fleets become their hosts (Ansible inventory paths are relative to this file)."""
+        base = (info.context or {}).get("base", Path("."))
+        return expand_fleets(entries, base)
 
     @model_validator(mode="after")
     def _unique_names(self):
@@ -140,13 +157,23 @@ def load(path: str | Path) -> Inventory:
     unset: set[tuple] = set()
     data = _expand(document.data, (), document, problems, unset)
     try:
-        inventory = Inventory.model_validate(data)
+        inventory = Inventory.model_validate(data, context={"base": Path(path).parent})
     except ValidationError as exc:
-        problems += validation_problems(document, exc.errors(include_input=False), skip=unset)
+        problems += validation_problems(document, _untagged(exc.errors(include_input=False)), skip=unset)
     if problems:
         raise ConfigError(problems)
     _register_secrets(inventory)
     return inventory
+
+
+def _untagged(errors: list) -> list:
+    """Errors of a `hosts:` entry carry its union tag (hosts.0.host.field): drop it, so the
+    location is the file's path to the field and its line is found."""
+    for error in errors:
+        loc = tuple(error["loc"])
+        if len(loc) > 2 and loc[0] == "hosts" and loc[2] in ("host", "fleet"):
+            error["loc"] = loc[:2] + loc[3:]
+    return errors
 
 
 def _expand(value, path: tuple, document: YamlDocument, problems: list, unset: set):

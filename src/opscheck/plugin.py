@@ -20,7 +20,8 @@ from pytest_metadata.plugin import metadata_key
 from opscheck import waivers
 from opscheck.core import markers
 from opscheck.core.errors import ConfigError, OpscheckError
-from opscheck.core.model import INVENTORY_KEY, INVENTORY_PATH_KEY, PARAMS_KEY, Param, Target, target_of
+from opscheck.core.gather import DEFAULT_WORKERS, Gatherer, GatherSpec, Selection
+from opscheck.core.model import INVENTORY_KEY, INVENTORY_PATH_KEY, PARAMS_KEY, STATE_KEY, Param, Target, target_of
 from opscheck.core.redact import redact
 from opscheck.families import FAMILIES, check_module, family
 from opscheck.inventory import Inventory, load, path_for_env
@@ -30,6 +31,7 @@ RUN_KEY = pytest.StashKey[reporting.Run]()
 INDEX_KEY = pytest.StashKey["ParameterIndex"]()
 WAIVERS_KEY = pytest.StashKey[list[waivers.Waiver]]()
 WAIVER_OF = pytest.StashKey[tuple[waivers.Waiver | None, waivers.Waiver | None]]()
+GATHER_KEY = pytest.StashKey["GatherPhase"]()
 
 
 class NoTarget:
@@ -44,6 +46,10 @@ NO_TARGET_PARAMS = [pytest.param(NO_TARGET, id="no-target")]
 
 
 # --- options and configuration -------------------------------------------------------------
+
+
+def pytest_addhooks(pluginmanager):
+    pluginmanager.add_hookspecs(GatherSpec)
 
 
 def pytest_addoption(parser):
@@ -72,6 +78,13 @@ def pytest_addoption(parser):
     )
     group.addoption(
         "--no-state", action="store_true", help="do not advance reports/<env>/state.json (windows 'since the last run')"
+    )
+    group.addoption(
+        "--gather-workers",
+        type=int,
+        default=DEFAULT_WORKERS,
+        metavar="N",
+        help="threads that read the selected targets at once after collection (0: each check reads when it runs)",
     )
     group.addoption(
         "--param",
@@ -132,6 +145,9 @@ def pytest_configure(config):
         config.stash[RUN_KEY] = run
         config.pluginmanager.register(run, "opscheck-run")
         _fill_metadata(config)
+        config.stash[STATE_KEY] = run.previous_state
+    else:
+        config.stash[STATE_KEY] = reporting.read_state(config, inventory.environment)
 
 
 def _refuse_misrooted_run(config) -> None:
@@ -343,11 +359,104 @@ def pytest_collection_finish(session):
             reporter.write_line(line)
 
 
+# --- gathering: every selected target read at once, then the checks judge ----------------
+
+
+class GatherPhase:
+    """Starts the families' read jobs: all at once in one process, per target under xdist.
+
+    A single process knows its whole selection before the first check, so every target's
+    reads start together. An xdist worker is handed its checks a few at a time, so it
+    starts the reads of the targets it was given (the one running and those queued).
+    """
+
+    def __init__(self, config, items: list):
+        self.config = config
+        self.gatherer = Gatherer(config.getoption("gather_workers"))
+        self.selection = Selection()
+        self.by_target: dict[int, tuple[str, Target]] = {}
+        for item in items:
+            target = target_of(item)
+            if target is not None:
+                stem = family_of(item)
+                self.selection.add(stem, target, item.originalname)
+                self.by_target.setdefault(id(target), (stem, target))
+        self.started: set[int] = set()
+
+    def start(self, targets: list[Target] | None = None) -> None:
+        """Ask every family for its jobs (for these targets only, if given) and run them."""
+        if targets is None:
+            chosen = self.selection
+        else:
+            fresh = [t for t in targets if id(t) not in self.started and id(t) in self.by_target]
+            if not fresh:
+                return
+            chosen = Selection()
+            for target in fresh:
+                stem = self.by_target[id(target)][0]
+                chosen.checks.setdefault(stem, {})[id(target)] = self.selection.checks[stem][id(target)]
+        for targets_of in chosen.checks.values():
+            self.started.update(targets_of)  # keyed by id(target)
+        for jobs in self.config.hook.pytest_opscheck_gather(config=self.config, selection=chosen):
+            self.gatherer.start(jobs or [])
+
+
+def _queued_items(session) -> list:
+    """The items an xdist worker was handed and has not run yet (best effort)."""
+    for plugin in session.config.pluginmanager.get_plugins():
+        torun = getattr(plugin, "torun", None)
+        if torun is not None and hasattr(torun, "lock"):
+            with torun.lock() as queue:
+                indices = [i for i in queue if isinstance(i, int)]
+            return [session.items[i] for i in indices if i < len(session.items)]
+    return []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session):
+    config = session.config
+    if INVENTORY_KEY not in config.stash or config.option.collectonly or not session.items:
+        return None
+    if config.getoption("gather_workers") <= 0:
+        return None
+    if getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput"):
+        return None  # the xdist controller runs no checks
+    phase = config.stash[GATHER_KEY] = GatherPhase(config, session.items)
+    if not hasattr(config, "workerinput"):
+        phase.start()
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    phase = item.config.stash.get(GATHER_KEY, None)
+    if phase is None or not hasattr(item.config, "workerinput"):
+        return
+    target = target_of(item)
+    if target is not None and id(target) not in phase.started:
+        phase.start([target, *(t for t in map(target_of, _queued_items(item.session)) if t is not None)])
+
+
+def _wait_for_target(item) -> None:
+    """A check waits for its own target's gathered reads (only those): then it judges them.
+
+    In the check's call, not its setup: a target that hangs past pytest-timeout is the
+    check's failure, not an error."""
+    phase = item.config.stash.get(GATHER_KEY, None)
+    target = target_of(item) if phase is not None else None
+    if target is not None:
+        phase.gatherer.wait(target, GATHER_WAIT_TIMEOUTS * item.config.stash[INVENTORY_KEY].timeout(target) + 5)
+
+
+GATHER_WAIT_TIMEOUTS = 4  # a target's reads end within a few of its timeouts; then the check reads itself
+
+
 # --- running: failures read as one message plus the runbook hint --------------------------
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
+    _wait_for_target(item)
     try:
         return (yield)
     except OpscheckError as exc:
@@ -395,6 +504,9 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_unconfigure(config):
     """The summary, latest and state.json: after every report file is written (pytest-html
     and junitxml write theirs at the very end of the session)."""
+    phase = config.stash.get(GATHER_KEY, None)
+    if phase is not None:
+        phase.gatherer.close()
     run = config.stash.get(RUN_KEY, None)
     if run is not None:
         run.finish()
@@ -428,6 +540,14 @@ def pytest_metadata(metadata, config):
 
 
 def pytest_terminal_summary(terminalreporter, config):
+    phase = config.stash.get(GATHER_KEY, None)
+    slowest = phase.gatherer.slowest() if phase is not None else None
+    if slowest is not None:
+        target, seconds, total = slowest
+        terminalreporter.write_line(
+            f"opscheck: gathered {len(phase.gatherer.spans)} target(s) in {total:.2f} s; "
+            f"slowest {type(target).__name__} {target.name!r} {seconds:.2f} s"
+        )
     skipped = config.stash.get(SKIP_FAILURE_KEY, 0)
     if skipped:
         terminalreporter.write_line(
@@ -466,7 +586,4 @@ def remember(request):
 @pytest.fixture(scope="session")
 def state(pytestconfig) -> dict:
     """What the previous completed run left in reports/<env>/state.json ({} on a first run)."""
-    run = pytestconfig.stash.get(RUN_KEY, None)
-    if run is not None:
-        return run.previous_state
-    return reporting.read_state(pytestconfig, pytestconfig.stash[INVENTORY_KEY].environment)
+    return pytestconfig.stash[STATE_KEY]

@@ -30,7 +30,7 @@ from opscheck.cli.common import USAGE_ERROR
 from opscheck.core.errors import OpscheckError, one_line
 from opscheck.core.lazy import optional
 from opscheck.families.docker import COMPOSE_PROJECT, COMPOSE_SERVICE
-from opscheck.families.hosts import SWEEP, command_seconds, parse, run_script
+from opscheck.families.hosts import Host, command_seconds, parse, run_script, sweep_script
 
 if TYPE_CHECKING:
     import docker
@@ -189,7 +189,7 @@ def from_prometheus(draft: Draft, url: str, timeout: float) -> None:
 def from_host(draft: Draft, spec: str, timeout: float) -> None:
     """Listening TCP ports, and a target of the matching family for well-known ones."""
     try:
-        result = run_script(spec, SWEEP, command_seconds(timeout))
+        result = run_script(spec, sweep_script(Host(name="discovered", spec=spec)), command_seconds(timeout))
         facts = parse(result.stdout)
     except Exception as exc:  # noqa: BLE001 - any backend error means "cannot read the host"
         raise OpscheckError(f"host {spec}: cannot read it: {one_line(exc)}") from None

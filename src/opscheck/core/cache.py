@@ -11,19 +11,23 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
-from opscheck.core.errors import OpscheckError, TargetUnreachable, Unreachable, blocked
+import pytest
+
+from opscheck.core.errors import OpscheckError, TargetUnreachable, Unreachable, blocked, early
+from opscheck.core.model import INVENTORY_KEY
 
 T = TypeVar("T")
 
 
 class _Entry:
-    __slots__ = ("lock", "done", "value", "error")
+    __slots__ = ("lock", "done", "value", "error", "unshown")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.done = False
         self.value: Any = None
         self.error: OpscheckError | None = None
+        self.unshown = False  # the error was met while gathering: no check has shown it yet
 
 
 class Memo:
@@ -49,10 +53,16 @@ class Memo:
                     entry.value = read()
                 except OpscheckError as exc:
                     entry.error = exc
+                    entry.unshown = early()
                     raise
                 finally:
                     entry.done = True
+            first = entry.unshown and not early()
+            if first:
+                entry.unshown = False
         if entry.error is not None:
+            if first:
+                raise copy.copy(entry.error) from None
             if isinstance(entry.error, TargetUnreachable):
                 raise TargetUnreachable(blocked(str(entry.error))) from None
             raise copy.copy(entry.error) from None  # a fresh traceback per check
@@ -78,7 +88,11 @@ class TargetReader:
             return read()
 
         self.unreachable.check()
-        return self.memo.get(key, guarded)
+        try:
+            return self.memo.get(key, guarded)
+        except TargetUnreachable:
+            self.unreachable.shown()  # shown now, by this check: the next one says "blocked"
+            raise
 
 
 class ClientCache(Generic[T]):
@@ -100,3 +114,19 @@ class ClientCache(Generic[T]):
             close = getattr(client, "close", None)
             if close:
                 close()
+
+
+def stashed_clients(config: Any, family: str, make: Callable[[Any, Any], T]) -> ClientCache[T]:
+    """The run's clients of one family, kept in config.stash: the gather phase, the fixtures
+    and other families (logs reads through docker's engines) share them. `make(inventory,
+    target)` builds one client; the first caller's `make` is the one used."""
+    key = _STASH_KEYS.setdefault(family, pytest.StashKey[ClientCache]())
+    with _STASH_LOCK:
+        if key not in config.stash:
+            inventory = config.stash[INVENTORY_KEY]
+            config.stash[key] = ClientCache(lambda target: make(inventory, target))
+    return config.stash[key]
+
+
+_STASH_KEYS: dict[str, pytest.StashKey] = {}
+_STASH_LOCK = threading.Lock()

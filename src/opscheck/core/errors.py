@@ -1,6 +1,27 @@
 """Exceptions that become readable check failures instead of tracebacks."""
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NoReturn
+
+_early = threading.local()
+
+
+@contextmanager
+def reading_early() -> Iterator[None]:
+    """Reads made ahead of the checks (the gather phase): an error they meet is kept unshown,
+    so the first check that reads it reports it as its own failure, not as "blocked"."""
+    _early.on = True
+    try:
+        yield
+    finally:
+        _early.on = False
+
+
+def early() -> bool:
+    """Whether this thread reads ahead of the checks (see reading_early)."""
+    return getattr(_early, "on", False)
 
 
 class OpscheckError(Exception):
@@ -30,12 +51,19 @@ class Unreachable:
     def check(self) -> None:
         """Raise TargetUnreachable if the target already failed to connect."""
         if self.error is not None:
+            if early():
+                raise TargetUnreachable(self.error)
             reported, self._reported = self._reported, True
             raise TargetUnreachable(blocked(self.error) if reported else self.error)
 
+    def shown(self) -> None:
+        """A check has shown the error (it came to it through a read's cached failure)."""
+        if not early():
+            self._reported = True
+
     def fail(self, message: str) -> NoReturn:
         """Keep `message` as the target's connection error and raise it."""
-        self.keep(message, reported=True)
+        self.keep(message, reported=not early())
         raise TargetUnreachable(message)
 
     def keep(self, message: str, reported: bool = False) -> None:

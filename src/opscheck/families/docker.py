@@ -16,6 +16,7 @@ cached for the session: twenty containers cost about one second, not twenty.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shlex
 import threading
@@ -43,6 +44,7 @@ else:
     docker = optional("docker", "docker")
 
 COMPOSE_PROJECT = "com.docker.compose.project"
+CPU_WINDOW_S = 1.0  # between the two CPU samples, as `docker stats`
 COMPOSE_SERVICE = "com.docker.compose.service"
 
 
@@ -335,28 +337,58 @@ class DockerEngine:
         return result
 
     def sweep_stats(self, ids: list[str]) -> dict[str, Stats | str]:
-        """Stats of many containers at once: about one second in all, not one per container."""
+        """Stats of many containers at once: about one second in all, not one per container.
+
+        Two one-shot samples CPU_WINDOW_S apart, CPU from their difference: what `docker
+        stats` computes over its own one-second window, without waiting for the engine's
+        next collection tick (`stream=False` takes about two seconds).
+        """
         api = self.client()
         started = time.monotonic()
 
-        def one(container_id: str) -> Stats | str:
+        def sample(container_id: str) -> dict | str:
             try:
-                # not one_shot: a one-shot sample has no previous CPU reading (CPU would read 0)
-                sample = api.stats(container_id, stream=False)
+                return api.stats(container_id, stream=False, one_shot=True)
+            except docker.errors.InvalidVersion:  # an engine older than API 1.41: the slow way
+                return api.stats(container_id, stream=False)
             except Exception as exc:  # noqa: BLE001
                 return f"{self.shown}: stats of {container_id[:12]} failed: {one_line(exc)}"
-            used, limit = memory_used(sample)
-            cpu = sample.get("cpu_stats") or {}
+
+        def stats(first: dict | str, second: dict | str) -> Stats | str:
+            if isinstance(second, str) or isinstance(first, str):
+                return second if isinstance(second, str) else first  # type: ignore[return-value]
+            if not (second.get("precpu_stats") or {}).get("system_cpu_usage"):
+                second = {**second, "precpu_stats": first.get("cpu_stats") or {}}
+            used, limit = memory_used(second)
+            cpu = second.get("cpu_stats") or {}
             return Stats(
-                cpu_percent(sample), 100.0 * used / limit if limit else 0.0, used, limit, cpu.get("online_cpus") or 1
+                cpu_percent(second), 100.0 * used / limit if limit else 0.0, used, limit, cpu.get("online_cpus") or 1
             )
 
         result: dict[str, Stats | str] = {}
         if ids:
             with ThreadPoolExecutor(max_workers=min(64, len(ids))) as pool:
-                result = dict(zip(ids, pool.map(one, ids), strict=True))
+                first = list(pool.map(sample, ids))
+                time.sleep(max(0.0, CPU_WINDOW_S - (time.monotonic() - started)))
+                second = list(pool.map(sample, ids))
+            result = {i: stats(a, b) for i, a, b in zip(ids, first, second, strict=True)}
         self.stats_seconds = time.monotonic() - started
         return result
+
+    def gather(self, stats: bool = False, inside: bool = False) -> None:
+        """The engine's shared reads ahead of the checks: the listing, every expected
+        container inspected, and (when a selected check needs them) the stats sweep and the
+        opt-in state inside each container."""
+        self.client()
+        for spec in self.target.expected():
+            found = self.find(spec)
+            if inside and found and (spec.processes or spec.ports or spec.files):
+                with contextlib.suppress(OpscheckError):  # kept for the in-container checks
+                    self.inside(found[0], spec)
+        if stats:
+            running = [c["Id"] for spec in self.target.expected() for c in self.find(spec) if c["State"]["Running"]]
+            if running:
+                self.stats(running[0])
 
     # --- events and exec --------------------------------------------------------------
 

@@ -1,0 +1,174 @@
+"""Gathering: every selected target's shared reads, started at once right after collection.
+
+A check judges what its target's client has read; clients read through
+`TargetReader.once`, so a gathered read is only an early call of the same method. The plugin
+asks every family (the `pytest_opscheck_gather` hook, implemented in fixtures/<stem>.py)
+for the read jobs of its selected targets and runs them on one bounded pool. A check whose
+data is not ready yet waits on its own read (the Memo entry's lock), not on other targets';
+a dead target costs its one timeout, in parallel with every other target.
+
+An error met while gathering is kept, not shown: the first check that reads it reports it
+as its own failure, the later ones say "blocked: <it>" (errors.reading_early).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import functools
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from opscheck.core.errors import reading_early
+
+DEFAULT_WORKERS = 32
+
+
+@dataclass(frozen=True)
+class Job:
+    """One shared read of one target: `read()` is what a check would call first."""
+
+    target: Any
+    read: Callable[[], object]
+    what: str = ""
+
+
+def client_jobs(cache: Any, targets: Iterable[Any], what: str = "gather") -> list[Job]:
+    """A job per target that calls its client's `gather()` (the client is made in the job)."""
+    return [Job(t, functools.partial(_gather, cache, t), what) for t in targets]
+
+
+def _gather(cache: Any, target: Any) -> object:
+    return cache.get(target).gather()
+
+
+@dataclass
+class Selection:
+    """The run's final selection, by family: which targets, and which checks on each.
+
+    Targets are keyed by identity (an inventory's targets are unique objects, and a
+    pydantic model holding lists is not hashable).
+    """
+
+    checks: dict[str, dict[int, tuple[Any, set[str]]]] = field(default_factory=dict)  # stem -> id -> (target, names)
+
+    def add(self, stem: str, target: Any, check: str) -> None:
+        self.checks.setdefault(stem, {}).setdefault(id(target), (target, set()))[1].add(check)
+
+    def targets(self, stem: str) -> list[Any]:
+        """The targets of a family that have a selected check, in the order of the checks."""
+        return [target for target, _ in self.checks.get(stem, {}).values()]
+
+    def names(self, stem: str, target: Any) -> set[str]:
+        """The selected checks of a target."""
+        return self.checks.get(stem, {}).get(id(target), (None, set()))[1]
+
+    def wants(self, stem: str, target: Any, *names: str) -> bool:
+        """Whether any of these checks is selected on the target (a read only they need)."""
+        _, chosen = self.checks.get(stem, {}).get(id(target), (None, set()))
+        return any(name in chosen for name in names)
+
+    def __bool__(self) -> bool:
+        return bool(self.checks)
+
+
+class GatherSpec:
+    """The hook each family's fixture module implements (registered by the plugin)."""
+
+    @pytest.hookspec
+    def pytest_opscheck_gather(self, config: pytest.Config, selection: Selection) -> list[Job] | None:
+        """The read jobs of this family's selected targets (clients from config.stash)."""
+
+
+class Gatherer:
+    """One bounded pool for the run's gather jobs; each job runs once."""
+
+    def __init__(self, workers: int = DEFAULT_WORKERS):
+        self.workers = max(1, workers)
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self.futures: dict[int, list[Future]] = {}  # id(target) -> its jobs' futures
+        self.spans: dict[int, list] = {}  # id(target) -> [target, first start, last end]
+
+    def start(self, jobs: Iterable[Job]) -> int:
+        """Submit jobs; returns how many. A target's first job leads: the others follow once it
+        is done, so a dead target is tried once (they then fail at once, "blocked")."""
+        by_target: dict[int, list[Job]] = {}
+        for job in jobs:
+            by_target.setdefault(id(job.target), []).append(job)
+        with self._lock:
+            if self._pool is None and by_target:
+                self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="opscheck-gather")
+            for lead, *rest in by_target.values():
+                self._submit(lead, rest)
+        return sum(len(group) for group in by_target.values())
+
+    def _submit(self, job: Job, followers: list[Job]) -> None:
+        assert self._pool is not None
+        future = self._pool.submit(self._lead, job, followers)
+        self.futures.setdefault(id(job.target), []).append(future)
+        self.spans.setdefault(id(job.target), [job.target, time.monotonic(), None])
+
+    def _lead(self, job: Job, followers: list[Job]) -> None:
+        _run(job)
+        with self._lock:  # before this future is done: a waiter then sees the followers too
+            span = self.spans[id(job.target)]
+            span[2] = max(span[2] or 0.0, time.monotonic())
+            for follower in followers:
+                try:
+                    self._submit(follower, [])
+                except RuntimeError:  # the pool was shut down: the session is over
+                    return
+
+    def wait(self, target: Any, seconds: float) -> bool:
+        """Wait until the target's jobs are done (at most `seconds`); False if they are not."""
+        deadline = time.monotonic() + seconds
+        while True:
+            with self._lock:
+                pending = [f for f in self.futures.get(id(target), []) if not f.done()]
+            remaining = deadline - time.monotonic()
+            if not pending:
+                return True
+            if remaining <= 0:
+                return False
+            concurrent.futures.wait(pending, timeout=remaining)
+
+    def slowest(self) -> tuple[Any, float, float] | None:
+        """(slowest target, its gather seconds, all targets' gather seconds), once all are done."""
+        with self._lock:
+            done = [(t, end - start, start, end) for t, start, end in self.spans.values() if end is not None]
+        if not done:
+            return None
+        target, seconds, _, _ = max(done, key=lambda d: d[1])
+        return target, seconds, max(d[3] for d in done) - min(d[2] for d in done)
+
+    def close(self) -> None:
+        """Stop at the end of the session: a hung read must not hold the process."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run(job: Job) -> None:
+    """Run a job; whatever it meets stays in the client (its Memo) for the checks."""
+    with reading_early(), contextlib.suppress(Exception):  # the check that reads it reports it
+        job.read()
+
+
+def reads(target: Any, *calls: Callable[[], object], what: str = "") -> Job:
+    """One job that makes several reads of a target in turn (each error stays in its client:
+    after a connection error the later reads fail at once, "blocked")."""
+
+    def run() -> None:
+        for call in calls:
+            try:
+                call()
+            except Exception:  # noqa: BLE001, S112 - kept for the check that reads it
+                continue
+
+    return Job(target, run, what)
