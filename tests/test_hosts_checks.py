@@ -41,6 +41,7 @@ def result(listener, sleeper, tmp_path_factory):
                 "name": "healthy",
                 "spec": "local://",
                 "mounts": ["/"],
+                "load_per_core_max": 1000,  # the self-tests' own load is not what is judged
                 "processes": [sleeper],
                 "ports": [listener, f"127.0.0.1:{listener}"],
             },
