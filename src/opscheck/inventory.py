@@ -16,7 +16,7 @@ from pydantic import Field, ValidationError, model_validator
 from opscheck.core import redact
 from opscheck.core.errors import ConfigError
 from opscheck.core.model import Model, Target
-from opscheck.core.yamlfile import YamlDocument, read_yaml, validation_problems
+from opscheck.core.yamlfile import YamlDocument, booleans_as_numbers, read_yaml, validation_problems
 from opscheck.families import FAMILIES
 from opscheck.families.alertmanager import Alertmanager
 from opscheck.families.backups import Backup
@@ -41,7 +41,7 @@ class Defaults(Model):
 class Inventory(Model):
     """One environment: everything opscheck checks there. One field per family."""
 
-    environment: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    environment: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
     description: str = ""
     defaults: Defaults = Field(default_factory=Defaults)
     hosts: list[Host] = Field(default_factory=list)
@@ -108,6 +108,21 @@ def sections() -> list[str]:
 
 
 ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+REFERENCE_START = re.compile(r"\$\{([A-Za-z0-9_]{0,64})")
+
+
+ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def env_name(text: str) -> str:
+    """An environment name as --env takes it: a file name under inventories/, never a path."""
+    if not text:
+        raise ValueError("empty: give an environment name (inventories/NAME.yml)")
+    if not ENV_NAME.match(text) or ".." in text:
+        raise ValueError(
+            "an environment name is letters, digits, '_', '.', '-' (no path: use --inventory PATH for a file elsewhere)"
+        )
+    return text
 
 
 def path_for_env(env: str, inventories: Path | None = None) -> Path:
@@ -127,6 +142,8 @@ def load(path: str | Path) -> Inventory:
         inventory = Inventory.model_validate(data)
     except ValidationError as exc:
         problems += validation_problems(document, exc.errors(include_input=False), skip=unset)
+    else:
+        problems += [document.problem(loc, "a boolean is not a number") for loc in booleans_as_numbers(data, inventory)]
     if problems:
         raise ConfigError(problems)
     _register_secrets(inventory)
@@ -142,17 +159,36 @@ def _expand(value, path: tuple, document: YamlDocument, problems: list, unset: s
     if not isinstance(value, str):
         return value
 
+    def refuse(message: str) -> str:
+        problems.append(document.problem(path, message))
+        unset.add(path)
+        return ""
+
     def substitute(match: re.Match) -> str:
         name, default = match.group(1), match.group(2)
+        if default is not None and "${" in default:
+            return refuse(f"${{{name}:-...}}: a default cannot hold another ${{...}} reference")
         if name in os.environ:
             return os.environ[name]
         if default is not None:
             return default
-        problems.append(document.problem(path, f"environment variable {name} is not set"))
-        unset.add(path)
-        return ""
+        return refuse(f"environment variable {name} is not set")
 
-    return ENV_VAR.sub(substitute, value)
+    result, pos = [], 0
+    for start in REFERENCE_START.finditer(value):
+        if start.start() < pos:
+            continue
+        match = ENV_VAR.match(value, start.start())
+        if match is None:
+            return refuse(
+                f"malformed reference ${{{start.group(1) or '...'}: write ${{NAME}} or ${{NAME:-default}} "
+                "(NAME: letters, digits and _, not starting with a digit; closed by })"
+            )
+        result.append(value[pos : match.start()])
+        result.append(substitute(match))
+        pos = match.end()
+    result.append(value[pos:])
+    return "".join(result)
 
 
 def _register_secrets(inventory: Inventory) -> None:
