@@ -17,6 +17,7 @@ from opscheck.core.cache import TargetReader
 from opscheck.core.errors import OpscheckError, Unreachable
 from opscheck.core.lazy import optional
 from opscheck.core.model import Target
+from opscheck.core.values import HttpUrl, Verify
 
 if TYPE_CHECKING:
     import requests
@@ -27,11 +28,11 @@ else:
 class ApiTarget(Target):
     """A server reached over its HTTP API (Prometheus, Alertmanager, Grafana)."""
 
-    url: str = Field(pattern=r"^https?://", description="base URL, e.g. http://prometheus:9090")
+    url: HttpUrl = Field(description="base URL, e.g. http://prometheus:9090")
     headers: dict[str, SecretStr] = Field(
         default_factory=dict, description="request headers (Authorization: Bearer ${TOKEN}); never reported"
     )
-    verify: bool | str = Field(default=True, description="TLS verification: true, false or a CA file")
+    verify: Verify = Field(default=True, description="TLS verification: true, false or a CA file")
 
     def secrets(self) -> list[str]:
         return [v.get_secret_value() for v in self.headers.values()] + [self.url]

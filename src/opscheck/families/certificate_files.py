@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 
 from opscheck.core.cache import TargetReader
 from opscheck.core.model import Param, Target
+from opscheck.core.values import HostSpec
 from opscheck.core.x509 import public_pem_of_private
 from opscheck.families.hosts import command_seconds, run_script
 
@@ -19,7 +20,7 @@ from opscheck.families.hosts import command_seconds, run_script
 class CertificateFiles(Target):
     """A certificate (or bundle) on a host, with its key and CA, read through testinfra."""
 
-    spec: str = Field(default="local://", description="testinfra host spec: local://, ssh://..., docker://...")
+    spec: HostSpec = Field(default="local://", description="testinfra host spec: local://, ssh://..., docker://...")
     cert: str = Field(description="PEM certificate or bundle (leaf first)")
     key: str | None = Field(default=None, description="its private key: must match, must not be readable by all")
     ca: str | None = Field(default=None, description="CA file the certificate must verify against")

@@ -33,6 +33,7 @@ from pydantic import Field, model_validator
 from opscheck.core.errors import OpscheckError, Unreachable, one_line
 from opscheck.core.lazy import optional
 from opscheck.core.model import Item, Model, Name, Param, Target
+from opscheck.core.values import EngineUrl, ListenPort, LocalFile
 from opscheck.families.hosts import HostFacts, parse_listening, split_sections
 
 if TYPE_CHECKING:
@@ -47,9 +48,9 @@ COMPOSE_SERVICE = "com.docker.compose.service"
 class DockerTls(Model):
     """Client TLS for a tcp:// engine (the files `docker --tlsverify` uses)."""
 
-    ca: str | None = Field(default=None, description="CA certificate file (ca.pem)")
-    cert: str | None = Field(default=None, description="client certificate file (cert.pem)")
-    key: str | None = Field(default=None, description="client key file (key.pem)")
+    ca: LocalFile | None = Field(default=None, description="CA certificate file (ca.pem)")
+    cert: LocalFile | None = Field(default=None, description="client certificate file (cert.pem)")
+    key: LocalFile | None = Field(default=None, description="client key file (key.pem)")
     verify: bool = True
 
 
@@ -67,7 +68,7 @@ class Container(Model):
     memory_max_pct: float | None = Field(default=None, gt=0, le=100, description="default: the target's")
     restarts_max: int | None = Field(default=None, ge=0, description="default: the target's")
     processes: list[str] = Field(default_factory=list, description="in-container processes (exec)")
-    ports: list[int | str] = Field(default_factory=list, description="in-container listening TCP ports (exec)")
+    ports: list[ListenPort] = Field(default_factory=list, description="in-container listening TCP ports (exec)")
     files: list[str] = Field(default_factory=list, description="in-container paths that must exist (exec)")
     connect: list[str] = Field(
         default_factory=list,
@@ -81,7 +82,7 @@ class Container(Model):
 class Docker(Target):
     """A Docker engine and the containers expected on it."""
 
-    engine: str = Field(default="unix:///var/run/docker.sock", description="unix://, tcp:// or ssh:// URL")
+    engine: EngineUrl = Field(default="unix:///var/run/docker.sock", description="unix://, tcp:// or ssh:// URL")
     tls: DockerTls | None = None
     compose_project: str | None = Field(default=None, description="Compose project of the services")
     compose_file: str | None = Field(default=None, description="every service in it is expected")

@@ -21,6 +21,7 @@ from pydantic import Field, model_validator
 from opscheck.core.errors import TargetUnreachable, blocked, one_line
 from opscheck.core.lazy import optional
 from opscheck.core.model import Item, Param, Target
+from opscheck.core.values import HostSpec, ListenPort
 
 if TYPE_CHECKING:
     import testinfra
@@ -31,7 +32,7 @@ else:
 class Host(Target):
     """A machine reached through testinfra: local://, ssh://user@host:port, docker://name."""
 
-    spec: str = Field(default="local://", description="testinfra host spec")
+    spec: HostSpec = Field(default="local://", description="testinfra host spec (no password: keys or an agent)")
     mounts: list[str] | None = Field(default=None, description="filesystems to check (default: every real filesystem)")
     disk_warn_pct: float = Field(default=80, gt=0, le=100)
     disk_crit_pct: float = Field(default=90, gt=0, le=100)
@@ -41,7 +42,7 @@ class Host(Target):
     load_per_core_max: float = Field(default=2.0, gt=0, description="5-minute load average / cores")
     processes: list[str] = Field(default_factory=list, description="process names that must run")
     services: list[str] = Field(default_factory=list, description="systemd units that must be active")
-    ports: list[int | str] = Field(default_factory=list, description="listening TCP ports: 5432 or '127.0.0.1:5432'")
+    ports: list[ListenPort] = Field(default_factory=list, description="listening TCP ports: 5432 or '127.0.0.1:5432'")
 
     def secrets(self) -> list[str]:
         return [self.spec]  # testinfra accepts ssh://user:password@host

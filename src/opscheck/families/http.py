@@ -20,6 +20,7 @@ from opscheck.core.cache import TargetReader
 from opscheck.core.errors import OpscheckError
 from opscheck.core.lazy import optional
 from opscheck.core.model import Condition, InventoryCheck, Model, Param, Severity, Target, check_marks
+from opscheck.core.values import HttpUrl, PlainHttpUrl, Regex, Verify
 from opscheck.core.web import reason
 
 if TYPE_CHECKING:
@@ -38,8 +39,8 @@ class ApiKey(Model):
     revoked_key: SecretStr | None = Field(default=None, description="${VAR}: a revoked key that must be refused")
     header: str = "Authorization"
     scheme: str = Field(default="Bearer", description="value prefix ('' for the bare key, e.g. X-API-Key)")
-    format: str = Field(default=r"^sk_(live|test)_[A-Za-z0-9_]+$", description="regex the key must match")
-    url: str | None = Field(default=None, pattern=r"^https?://", description="default: the endpoint's url")
+    format: Regex = Field(default=r"^sk_(live|test)_[A-Za-z0-9_]+$", description="regex the key must match")
+    url: HttpUrl | None = Field(default=None, description="default: the endpoint's url")
     refused_status: list[int] = Field(default_factory=lambda: [401], min_length=1)
 
     def secrets(self) -> list[str]:
@@ -58,8 +59,8 @@ class HttpSecurity(Model):
     frame_policy: bool = Field(default=False, description="X-Frame-Options or CSP frame-ancestors required")
     absent_headers: list[str] = Field(default_factory=lambda: ["X-Powered-By"])
     server_version_hidden: bool = Field(default=True, description="Server: nginx, not nginx/1.22.1")
-    https_redirect_from: str | None = Field(
-        default=None, pattern=r"^http://", description="a plain-HTTP URL that must redirect to https://"
+    https_redirect_from: PlainHttpUrl | None = Field(
+        default=None, description="a plain-HTTP URL that must redirect to https://"
     )
     rate_limit_headers: list[str] = Field(default_factory=list, description="e.g. X-RateLimit-Remaining")
     api_key: ApiKey | None = None
@@ -76,7 +77,7 @@ class HttpEndpoint(Target, InventoryCheck):
     """An HTTP endpoint: one request per run, its status, latency, body and headers judged."""
 
     severity: Severity = "p1"
-    url: str = Field(pattern=r"^https?://", description="may hold {param} placeholders (adhoc)")
+    url: HttpUrl = Field(description="may hold {param} placeholders (adhoc)")
     method: Literal["GET", "HEAD", "POST", "OPTIONS"] = "GET"
     headers: dict[str, SecretStr] = Field(
         default_factory=dict, description="request headers; values never appear in reports"
@@ -85,11 +86,11 @@ class HttpEndpoint(Target, InventoryCheck):
     expect_status: list[int] = Field(default_factory=lambda: [200], min_length=1)
     max_latency_ms: float = Field(default=2000, gt=0)
     json_body: list[JsonCondition] = Field(default_factory=list, alias="json")
-    response_headers: dict[str, str | None] = Field(
+    response_headers: dict[str, Regex | None] = Field(
         default_factory=dict,
         description="headers the answer must carry: name → regex, or null for presence only",
     )
-    verify: bool | str = Field(default=True, description="TLS verification: true, false or a CA file")
+    verify: Verify = Field(default=True, description="TLS verification: true, false or a CA file")
     security: HttpSecurity | None = Field(default=None, description="security headers, redirect, API key")
 
     model_config = ConfigDict(populate_by_name=True)

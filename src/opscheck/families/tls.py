@@ -32,6 +32,7 @@ from opscheck.core.cache import TargetReader
 from opscheck.core.errors import OpscheckError
 from opscheck.core.lazy import optional
 from opscheck.core.model import Param, Target
+from opscheck.core.values import LocalFile, Regex
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -55,7 +56,7 @@ class TlsEndpoint(Target):
     starttls: Literal["postgres"] | None = Field(
         default=None, description="'postgres': PostgreSQL's SSLRequest before the handshake"
     )
-    ca_file: str | None = Field(
+    ca_file: LocalFile | None = Field(
         default=None, description="CA bundle to verify against (default: the system store: a public endpoint)"
     )
     warn_days: float = Field(default=30, gt=0, description="certificates expiring sooner warn (p2)")
@@ -74,8 +75,8 @@ class TlsEndpoint(Target):
         gt=0,
         description=f"longest leaf validity (default: {PUBLIC_MAX_VALIDITY_DAYS} without ca_file, none with one)",
     )
-    client_cert: str | None = Field(default=None, description="client certificate (PEM) for mTLS")
-    client_key: str | None = Field(default=None, description="its private key (PEM, unencrypted)")
+    client_cert: LocalFile | None = Field(default=None, description="client certificate (PEM) for mTLS")
+    client_key: LocalFile | None = Field(default=None, description="its private key (PEM, unencrypted)")
     client_cert_required: bool = Field(
         default=False, description="mTLS: without a client certificate no 2xx answer; with it one"
     )
@@ -84,7 +85,7 @@ class TlsEndpoint(Target):
     pin_sha256: list[str] = Field(
         default_factory=list, description="SHA-256 fingerprints; the leaf or a served intermediate must match one"
     )
-    expect_issuer: str | None = Field(default=None, description="regex the leaf's issuer DN must match")
+    expect_issuer: Regex | None = Field(default=None, description="regex the leaf's issuer DN must match")
     serves_certificate_file: str | None = Field(
         default=None,
         description="a certificate_files target whose leaf this endpoint must serve (a renewed file "
