@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from opscheck.core.checking import expect, fmt
+from opscheck.core.redact import clip
 
 pytestmark = [pytest.mark.logs]
 
@@ -21,7 +22,7 @@ def _window_text(window, start) -> str:
 
 
 def _last(lines: list[str], n: int) -> str:
-    return " | ".join(line.strip()[:300] for line in lines[-n:])
+    return " | ".join(clip(line.strip(), 300) for line in lines[-n:])
 
 
 @pytest.mark.runbook(

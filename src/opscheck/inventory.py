@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 
 from opscheck.core import redact
 from opscheck.core.errors import ConfigError
@@ -192,7 +192,28 @@ def _expand(value, path: tuple, document: YamlDocument, problems: list, unset: s
 
 
 def _register_secrets(inventory: Inventory) -> None:
+    """Every target's secrets(), and the credentials of every URL-bearing or secret field
+    anywhere in it (a redirect origin, an API-key URL, an S3 endpoint ...): a field added
+    later is covered without anyone remembering to list it."""
     for section in sections():
         for target in inventory.targets(section):
             for secret in target.secrets():
                 redact.register(secret)
+            for value in _strings(target):
+                if isinstance(value, SecretStr):
+                    redact.register(value.get_secret_value())
+                elif "://" in value:
+                    redact.register(value)
+
+
+def _strings(value) -> list:
+    """Every str and SecretStr inside a model (nested models, lists and dicts)."""
+    if isinstance(value, str | SecretStr):
+        return [value]
+    if isinstance(value, BaseModel):
+        return [s for name in type(value).model_fields for s in _strings(getattr(value, name))]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _strings(v)]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    return []

@@ -417,6 +417,7 @@ def pytest_runtest_makereport(item, call):
     if report.when == "call" and WAIVER_OF in item.stash:
         waivers.apply(report, *item.stash[WAIVER_OF])
     if report.longrepr is None:
+        _redact_sections(report)
         return report
     if report.failed:
         text = redact(str(report.longrepr))
@@ -430,7 +431,13 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = redact(str(report.longrepr))
     if getattr(report, "wasxfail", None):
         report.wasxfail = redact(report.wasxfail)
+    _redact_sections(report)
     return report
+
+
+def _redact_sections(report) -> None:
+    """Captured output and logs (a library's warning with a URL in it) travel with the report."""
+    report.sections = [(title, redact(text)) for title, text in report.sections]
 
 
 @pytest.hookimpl(trylast=True)

@@ -2,6 +2,8 @@
 
 from typing import NoReturn
 
+from opscheck.core.redact import clip
+
 
 class OpscheckError(Exception):
     """A check failed for a reason we can explain in one message (no traceback needed)."""
@@ -56,6 +58,6 @@ class ConfigError(Exception):
 
 
 def one_line(exc: BaseException, limit: int = 400) -> str:
-    """An exception's text on one line, cut to `limit` characters, for a failure message."""
+    """An exception's text on one line, masked (core.redact), then cut to `limit` characters."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:limit]
+    return clip(text, limit)

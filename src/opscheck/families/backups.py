@@ -22,6 +22,7 @@ from opscheck.core.cache import TargetReader
 from opscheck.core.errors import OpscheckError, one_line
 from opscheck.core.lazy import optional
 from opscheck.core.model import Model, Param, Target
+from opscheck.core.redact import clip
 from opscheck.core.times import PERIODS
 from opscheck.core.values import MAX_HOURS, HostSpec, HttpUrl
 from opscheck.families.hosts import run_script
@@ -125,9 +126,9 @@ class BackupReader(TargetReader):
             inner = exc.args[0] if exc.args else exc  # testinfra raises with the CommandResult
             text = getattr(inner, "stderr", None) or str(exc)
             with self.lock:
-                self.unreachable.fail(f"{self.shown}: cannot reach the host: {' '.join(text.split())[:300]}")
+                self.unreachable.fail(f"{self.shown}: cannot reach the host: {clip(' '.join(text.split()), 300)}")
         if result.rc != 0:
-            raise OpscheckError(f"{self.shown}: exit {result.rc}: {result.stderr.strip()[:300]}")
+            raise OpscheckError(f"{self.shown}: exit {result.rc}: {clip(result.stderr.strip(), 300)}")
         return result.stdout
 
     def newest(self) -> BackupFile | None:

@@ -27,13 +27,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import Field, model_validator
 
-from opscheck.core.errors import OpscheckError, Unreachable, one_line
+from opscheck.core.errors import ConfigError, OpscheckError, Unreachable, one_line
 from opscheck.core.lazy import optional
 from opscheck.core.model import Item, Model, Name, Param, Target
+from opscheck.core.redact import clip
 from opscheck.core.values import EngineUrl, ListenPort, LocalFile
+from opscheck.core.yamlfile import read_yaml
 from opscheck.families.hosts import HostFacts, parse_listening, split_sections
 
 if TYPE_CHECKING:
@@ -123,10 +124,10 @@ class Docker(Target):
 
 
 def compose_services(path: str) -> list[str]:
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise OpscheckError(f"cannot read compose file {path}: {exc}") from None
+    try:  # the bounded reader: its messages name the line, never quote it (it may hold a password)
+        data = read_yaml(Path(path), "compose file", allow_empty=True).data or {}
+    except ConfigError as exc:
+        raise OpscheckError(f"cannot read compose file: {'; '.join(exc.problems)}") from None
     services = data.get("services") if isinstance(data, dict) else None
     if not isinstance(services, dict):
         raise OpscheckError(f"compose file {path} has no `services:` mapping")
@@ -384,7 +385,7 @@ class DockerEngine:
                     parse_inside(out)
                     if "@@end" in out
                     else f"{self.shown}: reading state inside {container['Name'].lstrip('/')} "
-                    f"failed (exit {code}): {out.strip()[:300]}"
+                    f"failed (exit {code}): {clip(out.strip(), 300)}"
                 )
             result = self._exec[container["Id"]]
         if isinstance(result, str):

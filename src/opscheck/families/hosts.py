@@ -21,6 +21,7 @@ from pydantic import Field, model_validator
 from opscheck.core.errors import TargetUnreachable, blocked, one_line
 from opscheck.core.lazy import optional
 from opscheck.core.model import Item, Param, Target
+from opscheck.core.redact import clip
 from opscheck.core.values import HostSpec, ListenPort
 
 if TYPE_CHECKING:
@@ -259,7 +260,7 @@ class HostSweeper:
     def _sweep(self, host: Host) -> HostFacts:
         result = run_script(host.spec, SWEEP, command_seconds(self.timeout_for(host)))
         if result.rc != 0 and "@@end" not in result.stdout:
-            raise RuntimeError(f"exit {result.rc}: {result.stderr.strip()[:300]}")
+            raise RuntimeError(f"exit {result.rc}: {clip(result.stderr.strip(), 300)}")
         return parse(result.stdout)
 
 

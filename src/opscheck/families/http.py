@@ -20,6 +20,7 @@ from opscheck.core.cache import TargetReader
 from opscheck.core.errors import OpscheckError
 from opscheck.core.lazy import optional
 from opscheck.core.model import Condition, InventoryCheck, Model, Param, Severity, Target, check_marks
+from opscheck.core.redact import clip, mask_url
 from opscheck.core.values import HttpUrl, PlainHttpUrl, Regex, Verify
 from opscheck.core.web import reason
 
@@ -131,7 +132,7 @@ class Answer:
             try:
                 self._json = json.loads(self.text)
             except ValueError:
-                raise OpscheckError(f"{self.url}: the body is not JSON: {self.text[:200]!r}") from None
+                raise OpscheckError(f"{mask_url(self.url)}: the body is not JSON: {clip(self.text, 200)!r}") from None
         return self._json
 
 
@@ -152,7 +153,7 @@ class HttpClient(TargetReader):
             return self._request()
         except requests.RequestException as exc:
             with self.lock:
-                self.unreachable.fail(f'http "{self.target.name}" {self.url}: {reason(exc)}')
+                self.unreachable.fail(f'http "{self.target.name}" {mask_url(self.url)}: {reason(exc)}')
 
     def _request(self) -> Answer:
         target = self.target

@@ -28,6 +28,7 @@ from pydantic import Field, field_validator, model_validator
 from opscheck.core.cache import Memo
 from opscheck.core.errors import OpscheckError, TargetUnreachable, one_line
 from opscheck.core.model import InventoryCheck, Item, Name, Param, Severity, Target, check_marks
+from opscheck.core.redact import clip
 from opscheck.core.times import parse_duration, parse_time, since_last_run
 from opscheck.families.docker import Container
 from opscheck.families.hosts import command_seconds, run_script
@@ -327,7 +328,7 @@ def read_file(source: LogSource, host, previous: dict | None, timeout: float) ->
     text = result.stdout
     if result.rc != 0 and "@@stat" not in text:
         raise OpscheckError(
-            f"{source.shown}: reading the file failed (exit {result.rc}): {result.stderr.strip()[:300]}"
+            f"{source.shown}: reading the file failed (exit {result.rc}): {clip(result.stderr.strip(), 300)}"
         )
     if text.startswith("@@missing"):
         raise OpscheckError(f"{source.shown}: {source.file} does not exist on host {host.name}")
@@ -377,7 +378,7 @@ def read_journal(source: LogSource, host, since: datetime, timeout: float) -> Wi
         ) from None
     body = result.stdout
     if result.stderr.strip() and not body.strip():
-        raise OpscheckError(f"{source.shown}: journalctl failed: {result.stderr.strip()[:300]}")
+        raise OpscheckError(f"{source.shown}: journalctl failed: {clip(result.stderr.strip(), 300)}")
     window = Window(source, since=since)
     window.bytes_read = len(body)
     keeper = Keeper(source.max_bytes)

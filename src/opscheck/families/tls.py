@@ -188,7 +188,7 @@ class TlsProbe(TargetReader):
             try:
                 ctx.load_cert_chain(t.client_cert, t.client_key)
             except (OSError, ssl.SSLError) as exc:
-                raise OpscheckError(f"{t.shown}: cannot load client_cert/client_key: {exc}") from None
+                raise OpscheckError(f"{t.shown}: cannot load client_cert/client_key: {_reason(exc)}") from None
         return ctx
 
     def _handshake(self, ctx: ssl.SSLContext) -> ssl.SSLSocket:
@@ -325,10 +325,15 @@ class TlsProbe(TargetReader):
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLError):
-        return exc.reason or str(exc)
+        return exc.reason or exc.strerror or "not a PEM certificate chain and private key"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} ({exc.filename})" if exc.filename else exc.strerror
     if isinstance(exc, SSL.Error):
-        parts = [p[2] for p in (exc.args[0] if exc.args and isinstance(exc.args[0], list) else []) if len(p) > 2]
-        return ", ".join(parts) or type(exc).__name__
+        parts = [
+            p[2] or p[0] for p in (exc.args[0] if exc.args and isinstance(exc.args[0], list) else []) if len(p) > 2
+        ]
+        parts = list(dict.fromkeys(p for p in parts if p))  # OpenSSL repeats, and leaves some empty
+        return ", ".join(parts) or "not a PEM certificate chain and private key"
     if isinstance(exc, TimeoutError | socket.timeout):
         return str(exc) if str(exc) not in ("", "timed out") else "timed out"
     return str(exc) or type(exc).__name__
