@@ -334,6 +334,13 @@ def pytest_collection_modifyitems(config, items):
         items[:] = keep
 
 
+def pytest_deselected(items):
+    """An xdist worker tells the controller how many it deselected (the controller collects nothing)."""
+    if items and hasattr(items[0].config, "workeroutput") and INVENTORY_KEY in items[0].config.stash:
+        output = items[0].config.workeroutput
+        output["opscheck_deselected"] = output.get("opscheck_deselected", 0) + len(items)
+
+
 def _apply_severity_override(item, target: Target | None) -> bool:
     override = target.severity_overrides.get(item.originalname) if target else None
     if override:

@@ -27,7 +27,7 @@ LIBPQ_KEYS = re.compile(r"\b(host|hostaddr|dbname|user|port|sslmode|service)\s*=
 _secrets: set[str] = set()
 
 
-_fragments: set[str] = set()
+_pieces: set[str] = set()  # every FRAGMENT-long window of every form that looks like key material
 
 
 def register(value: str | None) -> None:
@@ -38,8 +38,7 @@ def register(value: str | None) -> None:
         if len(secret) >= MIN_LENGTH:
             for form in encodings(secret):
                 _secrets.add(form)
-                if len(form) >= FRAGMENT:
-                    _fragments.add(form)
+                _pieces.update(p for p in _windows(form) if _looks_random(p))
 
 
 def encodings(secret: str) -> set[str]:
@@ -60,19 +59,27 @@ def redact(text: str) -> str:
     for secret in sorted(_secrets, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, MASK)
-    return _mask_fragments(text) if _fragments else text
+    return _mask_fragments(text) if _pieces else text
+
+
+def _windows(form: str) -> list[str]:
+    return [form[i : i + FRAGMENT] for i in range(len(form) - FRAGMENT + 1)]
+
+
+def _looks_random(piece: str) -> bool:
+    """A window with a digit or a capital among letters: key material, not a word that a
+    password made of words shares with ordinary text ("password", a user name)."""
+    return bool(re.search(r"[0-9A-Z]", piece)) and not piece.isdigit() and bool(re.search(r"[a-z]", piece))
 
 
 def _mask_fragments(text: str) -> str:
     """Mask what is left of a secret that was cut or spliced: any FRAGMENT characters of it."""
     hidden = bytearray(len(text))
-    for secret in _fragments:
-        for i in range(len(secret) - FRAGMENT + 1):
-            piece = secret[i : i + FRAGMENT]
-            at = text.find(piece)
-            while at != -1:
-                hidden[at : at + FRAGMENT] = b"\x01" * FRAGMENT
-                at = text.find(piece, at + 1)
+    for piece in _pieces:
+        at = text.find(piece)
+        while at != -1:
+            hidden[at : at + FRAGMENT] = b"\x01" * FRAGMENT
+            at = text.find(piece, at + 1)
     if not any(hidden):
         return text
     out, i = [], 0

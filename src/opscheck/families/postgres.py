@@ -8,8 +8,11 @@ any user can undo it, and PgBouncer rejects startup options.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import socket
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -263,10 +266,53 @@ class PostgresClient:
                 self._conn.read_only = True
             return self._conn
 
+    def deadline(self) -> float:
+        """Seconds a query may take on the client: the server's statement_timeout plus one
+        network timeout. A server that stops answering (SIGSTOP, a hung host) still ACKs at
+        the kernel level, so no TCP timeout fires: this clock is the only limit."""
+        return self.target.statement_timeout_ms / 1000 + self.timeout
+
+    def _abandon(self, conn: psycopg.Connection[Any], expired: threading.Event) -> None:
+        """Give up on a connection whose server stopped answering: shut its socket down so
+        libpq's blocked read returns now (closing would wait to drain the results)."""
+        expired.set()
+        with contextlib.suppress(OSError, ValueError, psycopg.Error):
+            socket.socket(fileno=os.dup(conn.pgconn.socket)).shutdown(socket.SHUT_RDWR)
+
     def query(self, sql: Any, params: Any = None) -> list[dict]:
-        """Run one read-only statement and return its rows (at most MAX_ROWS)."""
+        """Run one read-only statement and return its rows (at most MAX_ROWS), within deadline()."""
         conn = self.connection()
         timeout_ms = self.target.statement_timeout_ms
+        expired = threading.Event()
+        watchdog = threading.Timer(self.deadline(), self._abandon, (conn, expired))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            return self._query(conn, sql, params, timeout_ms)
+        except OpscheckError:
+            raise
+        except psycopg.Error as exc:
+            if expired.is_set():
+                with contextlib.suppress(Exception):
+                    conn.close()
+                self.unreachable.fail(
+                    f"{self.shown}: no answer within {self.deadline():g} s (statement_timeout {timeout_ms} ms "
+                    f"+ timeout {self.timeout:g} s): the server took the query and stopped answering"
+                )
+            if isinstance(exc, psycopg.OperationalError) and (conn.closed or conn.broken):
+                self.unreachable.fail(f"{self.shown}: connection lost: {one_line(exc, 500)}")
+            raise OpscheckError(f"{self.shown}: query failed: {one_line(exc, 500)}") from None
+        except BaseException:
+            # pytest-timeout (or Ctrl-C) interrupted a query: the connection is mid-result and
+            # would say "another command is already in progress" to the next check
+            self._abandon(conn, threading.Event())
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise
+        finally:
+            watchdog.cancel()
+
+    def _query(self, conn: psycopg.Connection[Any], sql: Any, params: Any, timeout_ms: int) -> list[dict]:
         try:
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute("SELECT set_config('statement_timeout', %s, true)", [str(timeout_ms)])
@@ -283,10 +329,6 @@ class PostgresClient:
             raise OpscheckError(
                 f"{self.shown}: refused: the query tries to write, and checks are read-only ({one_line(exc, 500)})"
             ) from None
-        except psycopg.OperationalError as exc:
-            self.unreachable.fail(f"{self.shown}: connection lost: {one_line(exc, 500)}")
-        except psycopg.Error as exc:
-            raise OpscheckError(f"{self.shown}: query failed: {one_line(exc, 500)}") from None
 
     def scalar(self, sql: Any, params: Any = None) -> Any:
         rows = self.query(sql, params)

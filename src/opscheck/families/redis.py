@@ -129,7 +129,14 @@ class RedisClient(TargetReader):
         except redis.AuthenticationError as exc:  # a subclass of ConnectionError: first
             with self.lock:
                 self.unreachable.fail(f"{self.shown}: authentication failed: {exc}")
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except redis.TimeoutError as exc:
+            with self.lock:  # connected (or not) but no answer: a frozen server is not a refused one
+                if "connect" in str(exc).lower():
+                    self.unreachable.fail(f"{self.shown}: cannot connect: connect timed out after {self.timeout:g} s")
+                self.unreachable.fail(
+                    f"{self.shown}: not answering: no reply within {self.timeout:g} s (it accepted the connection)"
+                )
+        except redis.ConnectionError as exc:
             with self.lock:
                 self.unreachable.fail(f"{self.shown}: cannot connect: {exc}")
         except redis.ResponseError as exc:
