@@ -51,7 +51,7 @@ INVENTORIES: dict[str, tuple[str, list[str]]] = {
     "deep-mappings": (H + "description: " + "{a: " * 600 + "b" + "}" * 600 + "\n", [f"{INV}:2", "nest"]),
     "deep-block-lists": (H + "description:\n" + "- " * 400 + "x\n", [f"{INV}:3", "nest"]),
     "huge-file": (H + "description: " + "x" * (6 * 1024 * 1024) + "\n", [INV, "MB", "larger than"]),
-    "many-targets": (H + "hosts:\n" + "".join(f"  - {{name: h{i}, bad: 1}}\n" for i in range(20000)), [INV]),
+    "many-targets": (H + "hosts:\n" + "".join(f"  - {{name: h{i}, bad: 1}}\n" for i in range(5000)), [INV]),
     "bad-date-tag": (H + "description: !!timestamp 2026-13-45\n", [f"{INV}:2", "!!timestamp"]),
     "bad-date-started-after": (
         H + "docker:\n  - name: d\n    containers:\n      - name: c\n        started_after: 2026-02-30\n",
@@ -519,7 +519,10 @@ def _load_text(tmp_path: Path, text: str) -> None:
     except ConfigError as exc:
         for problem in exc.problems:
             assert problem.startswith("fuzz.yml") or str(path) in problem, problem
-            assert SECRET[:8] not in problem, problem
+            # file:line: field.path: message -- the path shows keys as typed (a mutation may
+            # have pasted the canary into a key); what is said about the value never holds it
+            message = problem.split(": ", 2)[-1]
+            assert SECRET[:8] not in message, problem
             assert "Traceback" not in problem
 
 
