@@ -86,9 +86,7 @@ def start_suite(inventory, folder: Path, *args: str, reports: Path | None = None
     path.write_text(inventory if isinstance(inventory, str) else yaml.safe_dump(inventory, sort_keys=False))
     reports = reports or folder / "reports"
     command = [sys.executable, "-m", "pytest", f"--inventory={path}", f"--reports-dir={reports}", "-p", "no:randomly"]
-    proc = subprocess.Popen(
-        [*command, *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    proc = subprocess.Popen([*command, *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return Running(proc, reports, time.monotonic())
 
 
