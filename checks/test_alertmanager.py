@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from opscheck.core.checking import expect, fmt, listed
+from opscheck.core.redact import clip
 from opscheck.core.times import ago, parse_time
 from opscheck.families.prometheus import labels_text
 
@@ -25,7 +26,7 @@ pytestmark = [pytest.mark.monitoring]
 )
 def test_alertmanager_ready(alertmanager, am):
     status, body = am.get("/-/ready")
-    expect(status == 200, f"{am.shown}: /-/ready answered {status}, expected 200: {str(body)[:200]!r}")
+    expect(status == 200, f"{am.shown}: /-/ready answered {status}, expected 200: {clip(str(body), 200)!r}")
 
 
 @pytest.mark.p1

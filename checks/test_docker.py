@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 
 from opscheck.core.checking import expect, fmt
+from opscheck.core.redact import clip
 from opscheck.core.settings import keep_secret, verdict
 from opscheck.core.times import parse_time, since_last_run
 from opscheck.families.docker import environment_value, probe_script
@@ -78,7 +79,7 @@ def test_container_healthy(container, engine):
         health = c["State"].get("Health")
         if health and health.get("Status") != "healthy":
             log = (health.get("Log") or [{}])[-1]
-            output = " ".join(str(log.get("Output", "")).split())[:200]
+            output = clip(" ".join(str(log.get("Output", "")).split()), 200)
             problems.append(
                 f"{c['Name'].lstrip('/')} is {health.get('Status')} "
                 f"({health.get('FailingStreak', 0)} failing probes; last: exit "
@@ -335,7 +336,7 @@ def test_container_reaches(container_connect, engine):
     container = engine.require(spec)[0]
     seconds = max(1, round(engine.target.exec_timeout) - 1)
     code, output = engine.exec(container, probe_script(destination, seconds))
-    detail = " ".join(output.split())[:300]
+    detail = clip(" ".join(output.split()), 300)
     expect(
         code == 0,
         f"{engine.shown}: {container['Name'].lstrip('/')} cannot reach {destination}: "

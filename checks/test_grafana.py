@@ -3,6 +3,7 @@
 import pytest
 
 from opscheck.core.checking import expect
+from opscheck.core.redact import clip
 
 pytestmark = [pytest.mark.monitoring]
 
@@ -24,6 +25,6 @@ def test_grafana_healthy(grafana, grafana_api):
         + (
             f" (version {body.get('version')})"
             if isinstance(body, dict) and body.get("version")
-            else f": {str(body)[:200]!r}"
+            else f": {clip(str(body), 200)!r}"
         ),
     )

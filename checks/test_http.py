@@ -17,6 +17,7 @@ import jmespath
 import pytest
 
 from opscheck.core.checking import expect, fmt, holds
+from opscheck.core.redact import clip, mask_url
 from opscheck.core.web import get_status
 
 pytestmark = [pytest.mark.http]
@@ -31,8 +32,8 @@ def test_http_status(http_endpoint, http):
     answer = http.answer()
     expect(
         answer.status in http_endpoint.expect_status,
-        f'http "{http_endpoint.name}" {http_endpoint.method} {answer.url}: status {answer.status}, '
-        f"expected {' or '.join(map(str, http_endpoint.expect_status))}; body: {answer.text[:200]!r}",
+        f'http "{http_endpoint.name}" {http_endpoint.method} {mask_url(answer.url)}: status {answer.status}, '
+        f"expected {' or '.join(map(str, http_endpoint.expect_status))}; body: {clip(answer.text, 200)!r}",
     )
 
 
@@ -45,7 +46,7 @@ def test_http_latency_below_limit(http_endpoint, http):
     answer = http.answer()
     expect(
         answer.latency_ms < http_endpoint.max_latency_ms,
-        f'http "{http_endpoint.name}" {answer.url}: answered in {fmt(answer.latency_ms)} ms '
+        f'http "{http_endpoint.name}" {mask_url(answer.url)}: answered in {fmt(answer.latency_ms)} ms '
         f">= limit {fmt(http_endpoint.max_latency_ms)} ms",
     )
 
@@ -63,7 +64,7 @@ def test_http_json_conditions(http_json_endpoint, http):
         if not holds(actual, cond.op, cond.value):
             expected = "" if cond.op == "exists" else f" {cond.value!r}"
             failed.append(f"{cond.path} is {actual!r}, expected {cond.op}{expected}")
-    expect(not failed, f'http "{endpoint.name}" {answer.url}: ' + "; ".join(failed))
+    expect(not failed, f'http "{endpoint.name}" {mask_url(answer.url)}: ' + "; ".join(failed))
 
 
 @pytest.mark.runbook(
@@ -80,7 +81,7 @@ def test_http_response_headers(http_header_endpoint, http):
             failed.append(f"{name} is missing")
         elif pattern is not None and not re.search(pattern, value):
             failed.append(f"{name}: {value!r} does not match {pattern!r}")
-    expect(not failed, f'http "{endpoint.name}" {answer.url}: ' + "; ".join(failed))
+    expect(not failed, f'http "{endpoint.name}" {mask_url(answer.url)}: ' + "; ".join(failed))
 
 
 # --- security: headers, HTTPS redirect, rate limits, API keys (a `security:` block) -------
@@ -97,7 +98,7 @@ def _headers(http) -> dict[str, str]:
 
 
 def _shown(endpoint, http) -> str:
-    return f'http "{endpoint.name}" {http.url}'
+    return f'http "{endpoint.name}" {mask_url(http.url)}'
 
 
 @pytest.mark.p1
@@ -172,7 +173,7 @@ def test_http_redirects_to_https(http_redirect, inventory):
     location = {k.lower(): v for k, v in headers.items()}.get("location", "")
     expect(
         status in (301, 302, 303, 307, 308) and location.lower().startswith("https://"),
-        f'http "{http_redirect.name}" {source}: answered {status} with Location {location!r}, '
+        f'http "{http_redirect.name}" {mask_url(source)}: answered {status} with Location {location!r}, '
         "expected a redirect to https://",
     )
 
@@ -216,7 +217,10 @@ API_KEY_HINT = (
 @pytest.mark.security
 def test_api_key_accepted(http_api_key, inventory):
     url, status = _key_request(http_api_key, inventory, http_api_key.security.api_key.key.get_secret_value())
-    expect(200 <= status < 300, f'http "{http_api_key.name}" {url}: with the API key: status {status}, expected 2xx')
+    expect(
+        200 <= status < 300,
+        f'http "{http_api_key.name}" {mask_url(url)}: with the API key: status {status}, expected 2xx',
+    )
 
 
 @pytest.mark.p0
@@ -232,7 +236,7 @@ def test_api_key_required(http_api_key, inventory):
     url, status = _key_request(http_api_key, inventory, None)
     expect(
         status in api.refused_status,
-        f'http "{http_api_key.name}" {url}: without an API key: status {status}, '
+        f'http "{http_api_key.name}" {mask_url(url)}: without an API key: status {status}, '
         f"expected {' or '.join(map(str, api.refused_status))}",
     )
 
@@ -249,7 +253,7 @@ def test_revoked_api_key_refused(http_revoked_key, inventory):
     url, status = _key_request(http_revoked_key, inventory, api.revoked_key.get_secret_value())
     expect(
         status in api.refused_status,
-        f'http "{http_revoked_key.name}" {url}: with the revoked API key: status {status}, '
+        f'http "{http_revoked_key.name}" {mask_url(url)}: with the revoked API key: status {status}, '
         f"expected {' or '.join(map(str, api.refused_status))}",
     )
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from opscheck.core.checking import expect, fmt, listed
+from opscheck.core.redact import clip
 from opscheck.core.times import parse_duration, parse_time
 from opscheck.families.logs import expected_times, fill, follow, line_time, on_time, share
 
@@ -23,7 +24,7 @@ def _window_text(window, start) -> str:
 
 
 def _last(lines: list[str], n: int) -> str:
-    return " | ".join(line.strip()[:300] for line in lines[-n:])
+    return " | ".join(clip(line.strip(), 300) for line in lines[-n:])
 
 
 @pytest.mark.runbook(

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from opscheck.core.checking import expect, fmt, holds, listed
+from opscheck.core.redact import clip
 from opscheck.core.times import ago, duration_seconds, parse_time
 from opscheck.families.prometheus import labels_text, severity_rank
 
@@ -26,7 +27,7 @@ pytestmark = [pytest.mark.monitoring]
 )
 def test_prometheus_ready(prometheus, prom):
     status, body = prom.get("/-/ready")
-    expect(status == 200, f"{prom.shown}: /-/ready answered {status}, expected 200: {str(body)[:200]!r}")
+    expect(status == 200, f"{prom.shown}: /-/ready answered {status}, expected 200: {clip(str(body), 200)!r}")
 
 
 @pytest.mark.p1

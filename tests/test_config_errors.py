@@ -133,7 +133,10 @@ def test_every_shipped_inventory_is_valid(monkeypatch):
 
     for path in sorted((REPO / "inventories").glob("*.yml")):
         for name in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", path.read_text()):
-            monkeypatch.setenv(name, "postgresql://u:p@127.0.0.1/db" if "URL" in name else "x")
+            value = "redis://127.0.0.1:6379/0" if "REDIS" in name else "postgresql://u:p@127.0.0.1/db"
+            monkeypatch.setenv(name, value if "URL" in name else "x")
+        for name in re.findall(r"\$\{([A-Za-z_]+_(?:CA_FILE|CERT|KEY))\b", path.read_text()):
+            monkeypatch.setenv(name, str(path))  # local files must exist where the run reads them
         assert load(path).environment
 
 

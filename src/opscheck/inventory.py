@@ -12,12 +12,22 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import Discriminator, Field, Tag, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from opscheck.core import redact
 from opscheck.core.errors import ConfigError
 from opscheck.core.model import Model, Target
-from opscheck.core.yamlfile import YamlDocument, read_yaml, validation_problems
+from opscheck.core.yamlfile import YamlDocument, booleans_as_numbers, read_yaml, validation_problems
 from opscheck.families import FAMILIES
 from opscheck.families.alertmanager import Alertmanager
 from opscheck.families.backups import Backup
@@ -53,7 +63,7 @@ class Defaults(Model):
 class Inventory(Model):
     """One environment: everything opscheck checks there. One field per family."""
 
-    environment: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    environment: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
     description: str = ""
     defaults: Defaults = Field(default_factory=Defaults)
     hosts: HostEntries = Field(
@@ -141,6 +151,21 @@ def sections() -> list[str]:
 
 
 ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+REFERENCE_START = re.compile(r"\$\{([A-Za-z0-9_]{0,64})")
+
+
+ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def env_name(text: str) -> str:
+    """An environment name as --env takes it: a file name under inventories/, never a path."""
+    if not text:
+        raise ValueError("empty: give an environment name (inventories/NAME.yml)")
+    if not ENV_NAME.match(text) or ".." in text:
+        raise ValueError(
+            "an environment name is letters, digits, '_', '.', '-' (no path: use --inventory PATH for a file elsewhere)"
+        )
+    return text
 
 
 def path_for_env(env: str, inventories: Path | None = None) -> Path:
@@ -148,8 +173,12 @@ def path_for_env(env: str, inventories: Path | None = None) -> Path:
     return (inventories or Path("inventories")) / f"{env}.yml"
 
 
-def load(path: str | Path) -> Inventory:
-    """Read, expand and validate an inventory file; raise ConfigError listing every problem."""
+def load(path: str | Path, here: bool = True) -> Inventory:
+    """Read, expand and validate an inventory file; raise ConfigError listing every problem.
+
+    `here`: the inventory is loaded where its checks run, so the local files it names (CA,
+    client certificates) must exist; `opscheck validate` checks only their syntax unless
+    `--here` is given."""
     document = read_yaml(Path(path), "inventory")
     if not isinstance(document.data, dict):
         raise ConfigError([f"{document.shown}:1: the top level must be a mapping (environment: ..., hosts: ...)"])
@@ -157,9 +186,11 @@ def load(path: str | Path) -> Inventory:
     unset: set[tuple] = set()
     data = _expand(document.data, (), document, problems, unset)
     try:
-        inventory = Inventory.model_validate(data, context={"base": Path(path).parent})
+        inventory = Inventory.model_validate(data, context={"base": Path(path).parent, "here": here})
     except ValidationError as exc:
         problems += validation_problems(document, _untagged(exc.errors(include_input=False)), skip=unset)
+    else:
+        problems += [document.problem(loc, "a boolean is not a number") for loc in booleans_as_numbers(data, inventory)]
     if problems:
         raise ConfigError(problems)
     _register_secrets(inventory)
@@ -185,21 +216,61 @@ def _expand(value, path: tuple, document: YamlDocument, problems: list, unset: s
     if not isinstance(value, str):
         return value
 
+    def refuse(message: str) -> str:
+        problems.append(document.problem(path, message))
+        unset.add(path)
+        return ""
+
     def substitute(match: re.Match) -> str:
         name, default = match.group(1), match.group(2)
+        if default is not None and "${" in default:
+            return refuse(f"${{{name}:-...}}: a default cannot hold another ${{...}} reference")
         if name in os.environ:
             return os.environ[name]
         if default is not None:
             return default
-        problems.append(document.problem(path, f"environment variable {name} is not set"))
-        unset.add(path)
-        return ""
+        return refuse(f"environment variable {name} is not set")
 
-    return ENV_VAR.sub(substitute, value)
+    result, pos = [], 0
+    for start in REFERENCE_START.finditer(value):
+        if start.start() < pos:
+            continue
+        match = ENV_VAR.match(value, start.start())
+        if match is None:
+            return refuse(
+                f"malformed reference ${{{start.group(1) or '...'}: write ${{NAME}} or ${{NAME:-default}} "
+                "(NAME: letters, digits and _, not starting with a digit; closed by })"
+            )
+        result.append(value[pos : match.start()])
+        result.append(substitute(match))
+        pos = match.end()
+    result.append(value[pos:])
+    return "".join(result)
 
 
 def _register_secrets(inventory: Inventory) -> None:
+    """Every target's secrets(), and the credentials of every URL-bearing or secret field
+    anywhere in it (a redirect origin, an API-key URL, an S3 endpoint ...): a field added
+    later is covered without anyone remembering to list it."""
     for section in sections():
         for target in inventory.targets(section):
             for secret in target.secrets():
                 redact.register(secret)
+            for value in _strings(target):
+                if isinstance(value, SecretStr):
+                    redact.register(value.get_secret_value())
+                elif "://" in value:
+                    redact.register(value)
+
+
+def _strings(value) -> list:
+    """Every str and SecretStr inside a model (nested models, lists and dicts)."""
+    if isinstance(value, str | SecretStr):
+        return [value]
+    if isinstance(value, BaseModel):
+        return [s for name in type(value).model_fields for s in _strings(getattr(value, name))]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _strings(v)]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    return []

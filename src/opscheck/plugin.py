@@ -9,6 +9,7 @@ Families are not named here: their sections, check arguments and check modules c
 the registry (opscheck.families.FAMILIES); their fixtures from the project's fixtures/.
 """
 
+import argparse
 import os
 import platform
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from opscheck.core.gather import DEFAULT_WORKERS, Gatherer, GatherSpec, Selectio
 from opscheck.core.model import INVENTORY_KEY, INVENTORY_PATH_KEY, PARAMS_KEY, STATE_KEY, Param, Target, target_of
 from opscheck.core.redact import redact
 from opscheck.families import FAMILIES, check_module, family
-from opscheck.inventory import Inventory, load, path_for_env
+from opscheck.inventory import Inventory, env_name, load, path_for_env
 from opscheck.report import run as reporting
 
 RUN_KEY = pytest.StashKey[reporting.Run]()
@@ -52,26 +53,61 @@ def pytest_addhooks(pluginmanager):
     pluginmanager.add_hookspecs(GatherSpec)
 
 
+def _option(check):
+    """An argparse type from a function that raises ValueError with the reason."""
+
+    def convert(text: str):
+        try:
+            return check(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+    convert.__name__ = check.__name__
+    return convert
+
+
+def _nonempty_path(text: str) -> str:
+    if not text.strip():
+        raise ValueError("empty: give a path")
+    return text
+
+
+def _at_least_one(text: str) -> int:
+    if not text.strip().lstrip("-").isdigit() or int(text) < 1:
+        raise ValueError("a whole number of runs, at least 1 (the run itself)")
+    return int(text)
+
+
 def pytest_addoption(parser):
     parser.addini("opscheck_checks", "opscheck project: the folder that holds the checks (e.g. checks)")
     group = parser.getgroup("opscheck")
     group.addoption(
-        "--env", default=None, metavar="NAME", help="environment: inventories/NAME.yml (default $OPSCHECK_ENV or local)"
+        "--env",
+        default=None,
+        metavar="NAME",
+        type=_option(env_name),
+        help="environment: inventories/NAME.yml (default $OPSCHECK_ENV or local)",
     )
     group.addoption(
         "--inventory",
         default=None,
         metavar="PATH",
+        type=_option(_nonempty_path),
         help="an inventory file anywhere; the report's environment is its 'environment'",
     )
     group.addoption(
         "--reports-dir",
         default=None,
         metavar="DIR",
+        type=_option(_nonempty_path),
         help="where runs write report.html, junit.xml, summary.json (default reports/)",
     )
     group.addoption(
-        "--keep-runs", type=int, default=30, metavar="N", help="runs kept per environment in the reports directory"
+        "--keep-runs",
+        type=_option(_at_least_one),
+        default=30,
+        metavar="N",
+        help="runs kept per environment in the reports directory",
     )
     group.addoption(
         "--no-skips", action="store_true", help="a skipped check fails the run (exit 1): nothing may silently not run"
@@ -124,6 +160,7 @@ def pytest_configure(config):
         return
     markers.register(config)
     _refuse_misrooted_run(config)
+    _refuse_bad_options(config)
     path = inventory_path(config)
     try:
         inventory = load(path)
@@ -163,6 +200,24 @@ def _refuse_misrooted_run(config) -> None:
                 f"pytest took the value of {flag} for a test path and lost its configuration "
                 f"(rootdir {config.rootpath}); write {flag}=PATH with '=' instead"
             )
+
+
+def _refuse_bad_options(config) -> None:
+    """Options whose value would silently change what a run means (pytest-timeout's too)."""
+    timeout = config.getoption("timeout", None)
+    if timeout is not None and not float(timeout) > 0:
+        raise pytest.UsageError(
+            f"--timeout={timeout}: the per-check timeout must be above 0 s (0 or less would disable it)"
+        )
+    env = os.environ.get("OPSCHECK_ENV")
+    if config.getoption("env") is None and config.getoption("inventory") is None and env is not None:
+        try:
+            env_name(env)
+        except ValueError as exc:
+            raise pytest.UsageError(f"$OPSCHECK_ENV: {exc}") from None
+    reports = config.getoption("reports_dir")
+    if reports is not None and Path(reports).exists() and not Path(reports).is_dir():
+        raise pytest.UsageError(f"--reports-dir={reports}: not a directory")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -293,6 +348,13 @@ def pytest_collection_modifyitems(config, items):
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = keep
+
+
+def pytest_deselected(items):
+    """An xdist worker tells the controller how many it deselected (the controller collects nothing)."""
+    if items and hasattr(items[0].config, "workeroutput") and INVENTORY_KEY in items[0].config.stash:
+        output = items[0].config.workeroutput
+        output["opscheck_deselected"] = output.get("opscheck_deselected", 0) + len(items)
 
 
 def _apply_severity_override(item, target: Target | None) -> bool:
@@ -471,6 +533,7 @@ def pytest_runtest_makereport(item, call):
     if report.when == "call" and WAIVER_OF in item.stash:
         waivers.apply(report, *item.stash[WAIVER_OF])
     if report.longrepr is None:
+        _redact_sections(report)
         return report
     if report.failed:
         text = redact(str(report.longrepr))
@@ -484,7 +547,13 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = redact(str(report.longrepr))
     if getattr(report, "wasxfail", None):
         report.wasxfail = redact(report.wasxfail)
+    _redact_sections(report)
     return report
+
+
+def _redact_sections(report) -> None:
+    """Captured output and logs (a library's warning with a URL in it) travel with the report."""
+    report.sections = [(title, redact(text)) for title, text in report.sections]
 
 
 @pytest.hookimpl(trylast=True)

@@ -30,8 +30,8 @@ from opscheck.core.model import Model, target_of
 class Waiver(Model):
     check: str = Field(min_length=1, description="check name, check id or glob")
     target: str | None = Field(default=None, description="target name or glob (default: every target)")
-    owner: str = Field(min_length=1)
-    reason: str = Field(min_length=1)
+    owner: str = Field(min_length=1, pattern=r"\S", description="who owns the known problem (not blank)")
+    reason: str = Field(min_length=1, pattern=r"\S")
     expires: date | datetime
 
     @property

@@ -1,9 +1,10 @@
 """What the commands share: which inventory a command works on."""
 
+import argparse
 import os
 from pathlib import Path
 
-from opscheck.inventory import path_for_env
+from opscheck.inventory import env_name, path_for_env
 
 USAGE_ERROR = 4
 
@@ -12,12 +13,36 @@ def add_inventory_options(cmd) -> None:
     """--inventory PATH or --env NAME (default $OPSCHECK_ENV or local)."""
     where = cmd.add_mutually_exclusive_group()
     where.add_argument("--inventory", metavar="PATH", help="inventory file")
-    where.add_argument("--env", metavar="NAME", help="<inventories-dir>/NAME.yml (default $OPSCHECK_ENV or local)")
+    where.add_argument(
+        "--env",
+        metavar="NAME",
+        type=checked(env_name),
+        help="<inventories-dir>/NAME.yml (default $OPSCHECK_ENV or local)",
+    )
+
+
+def checked(check):
+    """An argparse type from a function that raises ValueError with the reason (exit 2)."""
+
+    def convert(text: str):
+        try:
+            return check(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+    convert.__name__ = check.__name__
+    return convert
+
+
+def non_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("blank: give a name")
+    return text.strip()
 
 
 def inventory_of(args) -> Path:
     """The inventory a command works on: --inventory, else <inventories-dir>/<env>.yml."""
     if getattr(args, "inventory", None):
         return Path(args.inventory)
-    env = getattr(args, "env", None) or os.environ.get("OPSCHECK_ENV") or "local"
+    env = getattr(args, "env", None) or env_name(os.environ.get("OPSCHECK_ENV") or "local")
     return path_for_env(env, Path(args.inventories_dir))

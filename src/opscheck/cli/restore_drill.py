@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from opscheck.cli.common import USAGE_ERROR, add_inventory_options, inventory_of
 from opscheck.core.errors import ConfigError, OpscheckError, one_line
 from opscheck.core.lazy import optional
+from opscheck.core.redact import clip
 from opscheck.families.backups import BackupReader
 from opscheck.inventory import Inventory, load
 
@@ -83,7 +84,7 @@ def restore_drill(inventory: Inventory, backup_name: str, into: str, query: str 
     seconds = time.monotonic() - started
     if proc.returncode != 0:
         raise OpscheckError(
-            f"restore of {newest.path} failed ({command[0]} exit {proc.returncode}): {proc.stderr.strip()[:500]}"
+            f"restore of {newest.path} failed ({command[0]} exit {proc.returncode}): {clip(proc.stderr.strip(), 500)}"
         )
     with psycopg.connect(into, connect_timeout=10) as conn:
         conn.execute("BEGIN READ ONLY")

@@ -5,6 +5,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
+from opscheck.core.redact import clip
+
 _early = threading.local()
 
 
@@ -84,6 +86,6 @@ class ConfigError(Exception):
 
 
 def one_line(exc: BaseException, limit: int = 400) -> str:
-    """An exception's text on one line, cut to `limit` characters, for a failure message."""
+    """An exception's text on one line, masked (core.redact), then cut to `limit` characters."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:limit]
+    return clip(text, limit)

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from opscheck.core.values import compiles
 
 # Where the plugin keeps the loaded inventory (config.stash[INVENTORY_KEY]).
 INVENTORY_KEY = pytest.StashKey[Any]()
@@ -30,7 +32,9 @@ Name = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$", max_length=100)
 class Model(BaseModel):
     """Base for every inventory section: unknown keys are errors, not silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True, defer_build=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, hide_input_in_errors=True, defer_build=True, allow_inf_nan=False
+    )
 
 
 class Target(Model):
@@ -56,6 +60,12 @@ class Condition(Model):
 
     op: Operator = "=="
     value: Any = None
+
+    @model_validator(mode="after")
+    def _pattern_compiles(self):
+        if self.op == "matches" and self.value is not None:
+            compiles(str(self.value))
+        return self
 
 
 class InventoryCheck(Model):

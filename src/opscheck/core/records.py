@@ -5,13 +5,14 @@ are validated like the inventory: a malformed file stops the run naming file, li
 """
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from opscheck.core.errors import ConfigError
-from opscheck.core.yamlfile import read_yaml, validation_problems
+from opscheck.core.yamlfile import YamlDocument, booleans_as_numbers, read_yaml, validation_problems
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -21,17 +22,30 @@ def beside(inventory_path: str | Path, kind: str, env_var: str) -> Path:
     if os.environ.get(env_var):
         return Path(os.environ[env_var])
     path = Path(inventory_path)
+    path = path if path.name else path.resolve()
     return path.with_name(f"{path.stem}.{kind}.yml")
 
 
-def load(path: Path, model: type[M], what: str) -> M | None:
-    """The validated file (None when it does not exist or is empty); ConfigError otherwise."""
+def load(
+    path: Path, model: type[M], what: str, check: Callable[[M, YamlDocument], list[str]] | None = None
+) -> M | None:
+    """The validated file (None when it does not exist or is empty); ConfigError otherwise.
+
+    `check(loaded, document)` adds problems only the caller can see (an unknown item).
+    """
     if not path.exists():
         return None
     document = read_yaml(path, what, allow_empty=True)
     if document.data is None:
         return None
     try:
-        return model.model_validate(document.data)
+        loaded = model.model_validate(document.data)
     except ValidationError as exc:
         raise ConfigError(validation_problems(document, exc.errors(include_input=False))) from None
+    problems = [
+        document.problem(loc, "a boolean is not a number") for loc in booleans_as_numbers(document.data, loaded)
+    ]
+    problems += check(loaded, document) if check else []
+    if problems:
+        raise ConfigError(problems)
+    return loaded

@@ -17,6 +17,8 @@ from opscheck.core.cache import TargetReader
 from opscheck.core.errors import OpscheckError, Unreachable
 from opscheck.core.lazy import optional
 from opscheck.core.model import Target
+from opscheck.core.redact import clip, mask_url
+from opscheck.core.values import HttpUrl, Verify
 
 if TYPE_CHECKING:
     import requests
@@ -27,11 +29,11 @@ else:
 class ApiTarget(Target):
     """A server reached over its HTTP API (Prometheus, Alertmanager, Grafana)."""
 
-    url: str = Field(pattern=r"^https?://", description="base URL, e.g. http://prometheus:9090")
+    url: HttpUrl = Field(description="base URL, e.g. http://prometheus:9090")
     headers: dict[str, SecretStr] = Field(
         default_factory=dict, description="request headers (Authorization: Bearer ${TOKEN}); never reported"
     )
-    verify: bool | str = Field(default=True, description="TLS verification: true, false or a CA file")
+    verify: Verify = Field(default=True, description="TLS verification: true, false or a CA file")
 
     def secrets(self) -> list[str]:
         return [v.get_secret_value() for v in self.headers.values()] + [self.url]
@@ -64,7 +66,7 @@ class JsonApi(TargetReader):
 
     @property
     def shown(self) -> str:
-        return f'{self.kind} "{self.target.name}" ({self.base})'
+        return f'{self.kind} "{self.target.name}" ({mask_url(self.base)})'
 
     def session(self) -> requests.Session:
         with self.lock:
@@ -92,7 +94,7 @@ class JsonApi(TargetReader):
         try:
             body = response.json()
         except ValueError:
-            body = response.text[:500]
+            body = clip(response.text, 500)
         return response.status_code, body
 
     def json(self, path: str, **params: Any) -> Any:
@@ -100,13 +102,13 @@ class JsonApi(TargetReader):
         status, body = self.get(path, **params)
         if status != 200:
             detail = body.get("error", body) if isinstance(body, dict) else body
-            raise OpscheckError(f"{self.shown}: GET {path} answered {status}: {str(detail)[:300]}")
+            raise OpscheckError(f"{self.shown}: GET {path} answered {status}: {clip(str(detail), 300)}")
         if isinstance(body, dict) and "status" in body and "data" in body:
             if body["status"] != "success":
                 raise OpscheckError(f"{self.shown}: GET {path}: {body.get('error', body['status'])}")
             return body["data"]
         if isinstance(body, str):
-            raise OpscheckError(f"{self.shown}: GET {path}: the body is not JSON: {body[:200]!r}")
+            raise OpscheckError(f"{self.shown}: GET {path}: the body is not JSON: {clip(body, 200)!r}")
         return body
 
     def close(self) -> None:
@@ -141,7 +143,7 @@ def get_status(
         ) as response:
             return response.status_code, dict(response.headers)
     except (requests.ConnectionError, requests.Timeout) as exc:
-        unreachable.fail(f"{url}: {reason(exc)}")
+        unreachable.fail(f"{mask_url(url)}: {reason(exc)}")
     except requests.RequestException as exc:
-        raise OpscheckError(f"{url}: {reason(exc)}") from None
+        raise OpscheckError(f"{mask_url(url)}: {reason(exc)}") from None
     raise AssertionError("unreachable")

@@ -22,7 +22,9 @@ from opscheck.core.cache import TargetReader
 from opscheck.core.errors import OpscheckError, one_line
 from opscheck.core.lazy import optional
 from opscheck.core.model import Model, Param, Target
+from opscheck.core.redact import clip
 from opscheck.core.times import PERIODS
+from opscheck.core.values import MAX_HOURS, HostSpec, HttpUrl
 from opscheck.families.hosts import run_script
 
 if TYPE_CHECKING:
@@ -41,7 +43,7 @@ class S3Location(Model):
     bucket: str = Field(min_length=3)
     prefix: str = Field(default="", description="only keys under this prefix, e.g. pg/daily/")
     pattern: str = Field(default="*", description="glob on the key, e.g. *.dump (checksum files never count)")
-    endpoint_url: str | None = Field(default=None, pattern=r"^https?://", description="S3-compatible endpoint")
+    endpoint_url: HttpUrl | None = Field(default=None, description="S3-compatible endpoint")
     region: str = "us-east-1"
     access_key_id: SecretStr | None = Field(default=None, description="default: boto3's credential chain")
     secret_access_key: SecretStr | None = Field(default=None, description="use ${VAR}")
@@ -55,13 +57,15 @@ class Backup(Target):
     is fresh, big enough and intact."""
 
     host: str | None = Field(default=None, description="a host of the inventory's hosts section (its spec)")
-    spec: str = Field(default="local://", description="testinfra host spec when `host` is not given")
+    spec: HostSpec = Field(default="local://", description="testinfra host spec when `host` is not given")
     path: str | None = Field(default=None, pattern=r"^/", description="absolute file glob, e.g. /var/backups/*.dump")
     s3: S3Location | None = Field(default=None, description="instead of path: objects in a bucket")
     period: Literal["daily", "weekly", "monthly"] = Field(
         default="daily", description="how often a backup is made: daily 26 h, weekly 8 days, monthly 32 days"
     )
-    max_age_hours: float | None = Field(default=None, gt=0, description="overrides the period's age limit")
+    max_age_hours: float | None = Field(
+        default=None, gt=0, le=MAX_HOURS, description="overrides the period's age limit"
+    )
     min_size_bytes: int = Field(default=1024, ge=0, description="the newest backup must be larger (default 1 KiB)")
     checksum: Literal["sha256", "md5"] | None = Field(
         default=None, description="the newest backup has a <file>.sha256 (or .md5) that must match"
@@ -122,9 +126,9 @@ class BackupReader(TargetReader):
             inner = exc.args[0] if exc.args else exc  # testinfra raises with the CommandResult
             text = getattr(inner, "stderr", None) or str(exc)
             with self.lock:
-                self.unreachable.fail(f"{self.shown}: cannot reach the host: {' '.join(text.split())[:300]}")
+                self.unreachable.fail(f"{self.shown}: cannot reach the host: {clip(' '.join(text.split()), 300)}")
         if result.rc != 0:
-            raise OpscheckError(f"{self.shown}: exit {result.rc}: {result.stderr.strip()[:300]}")
+            raise OpscheckError(f"{self.shown}: exit {result.rc}: {clip(result.stderr.strip(), 300)}")
         return result.stdout
 
     def newest(self) -> BackupFile | None:

@@ -12,6 +12,8 @@ from pydantic import Field, model_validator
 
 from opscheck.core.cache import TargetReader
 from opscheck.core.model import Param, Target
+from opscheck.core.redact import clip
+from opscheck.core.values import HostSpec
 from opscheck.core.x509 import public_pem_of_private
 from opscheck.families.hosts import command_seconds, run_script
 
@@ -19,7 +21,7 @@ from opscheck.families.hosts import command_seconds, run_script
 class CertificateFiles(Target):
     """A certificate (or bundle) on a host, with its key and CA, read through testinfra."""
 
-    spec: str = Field(default="local://", description="testinfra host spec: local://, ssh://..., docker://...")
+    spec: HostSpec = Field(default="local://", description="testinfra host spec: local://, ssh://..., docker://...")
     cert: str = Field(description="PEM certificate or bundle (leaf first)")
     key: str | None = Field(default=None, description="its private key: must match, must not be readable by all")
     ca: str | None = Field(default=None, description="CA file the certificate must verify against")
@@ -88,7 +90,8 @@ class CertFileReader(TargetReader):
         except Exception as exc:  # noqa: BLE001 - any backend error: cannot read the host
             # the message names the failure only: never the command's output (a key)
             with self.lock:
-                self.unreachable.fail(f"{self.shown}: cannot read the files: {type(exc).__name__}: {str(exc)[:200]}")
+                reason = f"{type(exc).__name__}: {clip(str(exc), 200)}"
+                self.unreachable.fail(f"{self.shown}: cannot read the files: {reason}")
 
     def _read(self) -> FileFacts:
         t = self.target
@@ -97,7 +100,7 @@ class CertFileReader(TargetReader):
             script += KEY_SCRIPT.format(key=shlex.quote(t.key))
         result = run_script(t.spec, script, command_seconds(self.timeout))
         if result.rc not in (0,) and "@@" not in result.stdout:
-            raise RuntimeError(f"exit {result.rc}: {result.stderr.strip()[:200]}")
+            raise RuntimeError(f"exit {result.rc}: {clip(result.stderr.strip(), 200)}")
         return parse_files(result.stdout)
 
 

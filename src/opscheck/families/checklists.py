@@ -19,7 +19,7 @@ validates the item against the inventory; the file is plain YAML a reviewer can 
       evidence: https://tickets.example.com/OPS-311
 """
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +28,7 @@ from pydantic import AwareDatetime, Field, model_validator
 from opscheck.core import records
 from opscheck.core.model import InventoryCheck, Model, Param, Severity, Target, check_marks
 from opscheck.core.times import PERIODS, parse_time
+from opscheck.core.values import MAX_HOURS
 
 INCIDENT_PARAM = "incident_start"
 FUTURE_SLACK = timedelta(minutes=5)
@@ -44,7 +45,7 @@ class ChecklistItem(Target, InventoryCheck):
     )
     manual_reason: str = Field(default="", description="why it is a sign-off (e.g. 'needs the CloudWatch API')")
     max_age_hours: float | None = Field(
-        default=None, gt=0, description="default: daily 26 h, weekly 8 days, monthly 32 days"
+        default=None, gt=0, le=MAX_HOURS, description="default: daily 26 h, weekly 8 days, monthly 32 days"
     )
 
     @property
@@ -67,7 +68,7 @@ class SignOff(Model):
     """A sign-off record."""
 
     item: str
-    by: str = Field(min_length=1)
+    by: str = Field(min_length=1, pattern=r"\S", description="who signed (not blank)")
     at: AwareDatetime
     outcome: Literal["done", "not-applicable"] = "done"
     reason: str = Field(default="", description="required when the outcome is not-applicable")
@@ -90,9 +91,25 @@ def signoffs_path(inventory_path: str | Path) -> Path:
     return records.beside(inventory_path, "signoffs", "OPSCHECK_SIGNOFFS")
 
 
-def load_signoffs(path: Path) -> list[SignOff]:
-    """Every record in the file ([] when it does not exist); ConfigError naming line and field."""
-    loaded = records.load(path, SignOffFile, "sign-offs")
+def load_signoffs(path: Path, inventory=None) -> list[SignOff]:
+    """Every record in the file ([] when it does not exist); ConfigError naming line and field.
+
+    With the inventory, a record of an item it does not have (a typo, a renamed item) and a
+    record dated in the future are refused too.
+    """
+
+    def check(loaded: SignOffFile, document) -> list[str]:
+        items = {i.name for i in inventory.checklists} if inventory is not None else None
+        now = datetime.now(UTC) + FUTURE_SLACK
+        problems = []
+        for i, record in enumerate(loaded.signoffs):
+            if items is not None and record.item not in items:
+                problems.append(document.problem(("signoffs", i, "item"), f"{record.item!r} is not a checklist item"))
+            if record.at > now:
+                problems.append(document.problem(("signoffs", i, "at"), "a sign-off in the future"))
+        return problems
+
+    loaded = records.load(path, SignOffFile, "sign-offs", check)
     return loaded.signoffs if loaded else []
 
 
@@ -126,8 +143,8 @@ def parameters(inventory) -> dict[str, list[Param]]:
 class SignOffs:
     """The sign-off store of a run: read once, newest record per item."""
 
-    def __init__(self, inventory_path: Path, params: dict[str, str]):
+    def __init__(self, inventory_path: Path, params: dict[str, str], inventory=None):
         self.inventory_path = inventory_path
         self.path = signoffs_path(inventory_path)
-        self.records = latest(load_signoffs(self.path))
+        self.records = latest(load_signoffs(self.path, inventory))
         self.incident_start = parse_instant(params[INCIDENT_PARAM]) if params.get(INCIDENT_PARAM) else None

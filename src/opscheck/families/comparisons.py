@@ -23,7 +23,7 @@ from opscheck.core.errors import OpscheckError
 from opscheck.core.markers import DOMAINS
 from opscheck.core.model import Condition, InventoryCheck, Model, Param, Severity, Target, check_marks
 from opscheck.core.settings import domain_marks, keep_secret
-from opscheck.families.postgres import FORBIDDEN_SQL
+from opscheck.families.postgres import sql_problem
 
 SIDE_FAMILIES = ("postgres", "http", "config_files")
 
@@ -49,8 +49,9 @@ class Side(Model):
             given = getattr(self, what) is not None
             if given != (family == named[0]):
                 raise ValueError(f"{what} goes with {family}" if given else f"{family} needs {what}")
-        if self.query and FORBIDDEN_SQL.search(self.query):
-            raise ValueError("query: calls a function that acts on the server: checks never do")
+        problem = sql_problem(self.query) if self.query else None
+        if problem:
+            raise ValueError(f"query: {problem}")
         if self.path:
             try:
                 jmespath.compile(self.path)

@@ -28,14 +28,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import Field, model_validator
 
-from opscheck.core.errors import OpscheckError, Unreachable, one_line
+from opscheck.core.errors import ConfigError, OpscheckError, Unreachable, one_line
 from opscheck.core.lazy import optional
 from opscheck.core.model import Item, Model, Name, Param, Target
+from opscheck.core.redact import clip
 from opscheck.core.settings import Setting
 from opscheck.core.settings import marks as setting_marks
+from opscheck.core.values import EngineUrl, ListenPort, LocalFile
+from opscheck.core.yamlfile import read_yaml
 from opscheck.families.hosts import HostFacts, parse_listening, split_sections
 
 if TYPE_CHECKING:
@@ -51,9 +53,9 @@ COMPOSE_SERVICE = "com.docker.compose.service"
 class DockerTls(Model):
     """Client TLS for a tcp:// engine (the files `docker --tlsverify` uses)."""
 
-    ca: str | None = Field(default=None, description="CA certificate file (ca.pem)")
-    cert: str | None = Field(default=None, description="client certificate file (cert.pem)")
-    key: str | None = Field(default=None, description="client key file (key.pem)")
+    ca: LocalFile | None = Field(default=None, description="CA certificate file (ca.pem)")
+    cert: LocalFile | None = Field(default=None, description="client certificate file (cert.pem)")
+    key: LocalFile | None = Field(default=None, description="client key file (key.pem)")
     verify: bool = True
 
 
@@ -71,7 +73,7 @@ class Container(Model):
     memory_max_pct: float | None = Field(default=None, gt=0, le=100, description="default: the target's")
     restarts_max: int | None = Field(default=None, ge=0, description="default: the target's")
     processes: list[str] = Field(default_factory=list, description="in-container processes (exec)")
-    ports: list[int | str] = Field(default_factory=list, description="in-container listening TCP ports (exec)")
+    ports: list[ListenPort] = Field(default_factory=list, description="in-container listening TCP ports (exec)")
     files: list[str] = Field(default_factory=list, description="in-container paths that must exist (exec)")
     connect: list[str] = Field(
         default_factory=list,
@@ -95,7 +97,7 @@ class Container(Model):
 class Docker(Target):
     """A Docker engine and the containers expected on it."""
 
-    engine: str = Field(default="unix:///var/run/docker.sock", description="unix://, tcp:// or ssh:// URL")
+    engine: EngineUrl = Field(default="unix:///var/run/docker.sock", description="unix://, tcp:// or ssh:// URL")
     tls: DockerTls | None = None
     compose_project: str | None = Field(default=None, description="Compose project of the services")
     compose_file: str | None = Field(default=None, description="every service in it is expected")
@@ -146,10 +148,10 @@ def environment_value(container: dict, key: str) -> tuple[bool, str | None]:
 
 
 def compose_services(path: str) -> list[str]:
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise OpscheckError(f"cannot read compose file {path}: {exc}") from None
+    try:  # the bounded reader: its messages name the line, never quote it (it may hold a password)
+        data = read_yaml(Path(path), "compose file", allow_empty=True).data or {}
+    except ConfigError as exc:
+        raise OpscheckError(f"cannot read compose file: {'; '.join(exc.problems)}") from None
     services = data.get("services") if isinstance(data, dict) else None
     if not isinstance(services, dict):
         raise OpscheckError(f"compose file {path} has no `services:` mapping")
@@ -443,7 +445,7 @@ class DockerEngine:
                     parse_inside(out)
                     if "@@end" in out
                     else f"{self.shown}: reading state inside {container['Name'].lstrip('/')} "
-                    f"failed (exit {code}): {out.strip()[:300]}"
+                    f"failed (exit {code}): {clip(out.strip(), 300)}"
                 )
             result = self._exec[container["Id"]]
         if isinstance(result, str):

@@ -37,6 +37,7 @@ from opscheck.core.cache import TargetReader
 from opscheck.core.errors import TargetUnreachable, blocked, one_line
 from opscheck.core.lazy import optional
 from opscheck.core.model import Item, Model, Param, Target
+from opscheck.core.values import HostSpec, ListenPort
 
 if TYPE_CHECKING:
     import testinfra
@@ -152,7 +153,7 @@ class HostChecks(Model):
     load_per_core_max: float = Field(default=2.0, gt=0, description="5-minute load average / cores")
     processes: list[str] = Field(default_factory=list, description="process names that must run")
     services: list[str] = Field(default_factory=list, description="systemd units that must be active")
-    ports: list[int | str | ListenSpec] = Field(
+    ports: list[ListenPort | ListenSpec] = Field(
         default_factory=list, description="listening TCP ports: 5432, '127.0.0.1:5432' or {port, address, process}"
     )
     files: list[FileSpec] = Field(default_factory=list)
@@ -191,10 +192,10 @@ class HostChecks(Model):
 class Host(Target, HostChecks):
     """A machine reached through testinfra: local://, ssh://user@host:port, docker://name."""
 
-    spec: str = Field(default="local://", description="testinfra host spec")
+    spec: HostSpec = Field(default="local://", description="testinfra host spec (no password: keys or an agent)")
 
     def secrets(self) -> list[str]:
-        return [self.spec]  # testinfra accepts ssh://user:password@host
+        return [self.spec]
 
 
 class Fleet(HostChecks):

@@ -21,6 +21,8 @@ from opscheck.core.cache import TargetReader
 from opscheck.core.errors import OpscheckError, blocked, one_line
 from opscheck.core.lazy import optional
 from opscheck.core.model import Condition, InventoryCheck, Item, Model, Param, Severity, Target, check_marks
+from opscheck.core.redact import clip, mask_url
+from opscheck.core.values import HttpUrl, LocalFile, PlainHttpUrl, Regex, Verify
 from opscheck.core.web import reason
 
 if TYPE_CHECKING:
@@ -43,8 +45,8 @@ class ApiKey(Model):
     revoked_key: SecretStr | None = Field(default=None, description="${VAR}: a revoked key that must be refused")
     header: str = "Authorization"
     scheme: str = Field(default="Bearer", description="value prefix ('' for the bare key, e.g. X-API-Key)")
-    format: str = Field(default=r"^sk_(live|test)_[A-Za-z0-9_]+$", description="regex the key must match")
-    url: str | None = Field(default=None, pattern=r"^https?://", description="default: the endpoint's url")
+    format: Regex = Field(default=r"^sk_(live|test)_[A-Za-z0-9_]+$", description="regex the key must match")
+    url: HttpUrl | None = Field(default=None, description="default: the endpoint's url")
     refused_status: list[int] = Field(default_factory=lambda: [401], min_length=1)
 
     def secrets(self) -> list[str]:
@@ -63,8 +65,8 @@ class HttpSecurity(Model):
     frame_policy: bool = Field(default=False, description="X-Frame-Options or CSP frame-ancestors required")
     absent_headers: list[str] = Field(default_factory=lambda: ["X-Powered-By"])
     server_version_hidden: bool = Field(default=True, description="Server: nginx, not nginx/1.22.1")
-    https_redirect_from: str | None = Field(
-        default=None, pattern=r"^http://", description="a plain-HTTP URL that must redirect to https://"
+    https_redirect_from: PlainHttpUrl | None = Field(
+        default=None, description="a plain-HTTP URL that must redirect to https://"
     )
     rate_limit_headers: list[str] = Field(default_factory=list, description="e.g. X-RateLimit-Remaining")
     api_key: ApiKey | None = None
@@ -164,7 +166,7 @@ class HttpEndpoint(Target, InventoryCheck):
     """An HTTP endpoint: one request per run, its status, latency, body and headers judged."""
 
     severity: Severity = "p1"
-    url: str = Field(pattern=r"^https?://", description="may hold {param} placeholders (adhoc)")
+    url: HttpUrl = Field(description="may hold {param} placeholders (adhoc)")
     method: Literal["GET", "HEAD", "POST", "OPTIONS"] = "GET"
     headers: dict[str, SecretStr] = Field(
         default_factory=dict, description="request headers; values never appear in reports"
@@ -173,13 +175,13 @@ class HttpEndpoint(Target, InventoryCheck):
     expect_status: list[int] = Field(default_factory=lambda: [200], min_length=1)
     max_latency_ms: float = Field(default=2000, gt=0)
     json_body: list[JsonCondition] = Field(default_factory=list, alias="json")
-    response_headers: dict[str, str | None] = Field(
+    response_headers: dict[str, Regex | None] = Field(
         default_factory=dict,
         description="headers the answer must carry: name → regex, or null for presence only",
     )
-    verify: bool | str = Field(default=True, description="TLS verification: true, false or a CA file")
-    client_cert: str | None = Field(default=None, description="client certificate file (PEM), for mTLS")
-    client_key: str | None = Field(default=None, description="its key file (PEM; omit if in client_cert)")
+    verify: Verify = Field(default=True, description="TLS verification: true, false or a CA file")
+    client_cert: LocalFile | None = Field(default=None, description="client certificate file (PEM), for mTLS")
+    client_key: LocalFile | None = Field(default=None, description="its key file (PEM; omit if in client_cert)")
     security: HttpSecurity | None = Field(default=None, description="security headers, redirect, API key")
     auth: Auth | None = Field(default=None, description="a token (login or ${VAR}) for the endpoint's requests")
 
@@ -235,7 +237,7 @@ class Answer:
             try:
                 self._json = json.loads(self.text)
             except ValueError:
-                raise OpscheckError(f"{self.url}: the body is not JSON: {self.text[:200]!r}") from None
+                raise OpscheckError(f"{mask_url(self.url)}: the body is not JSON: {clip(self.text, 200)!r}") from None
         return self._json
 
 
@@ -265,7 +267,7 @@ class HttpClient(TargetReader):
 
     @property
     def shown(self) -> str:
-        return f'http "{self.target.name}" {self.url}'
+        return f'http "{self.target.name}" {mask_url(self.url)}'
 
     def answer(self) -> Answer:
         return self.once("answer", self._fetch)
@@ -279,7 +281,7 @@ class HttpClient(TargetReader):
             status, latency_ms, answer_headers, text, truncated = self._send(target.method, self.url, headers, **kwargs)
         except requests.RequestException as exc:
             with self.lock:
-                self.unreachable.fail(f'http "{target.name}" {self.url}: {reason(exc)}')
+                self.unreachable.fail(f'http "{target.name}" {mask_url(self.url)}: {reason(exc)}')
         return Answer(status, latency_ms, answer_headers, text, self.url, truncated)
 
     def _headers(self, with_token: bool = True) -> dict[str, str]:

@@ -43,6 +43,7 @@ from opscheck.core.model import (
     Target,
     check_marks,
 )
+from opscheck.core.redact import clip
 from opscheck.core.times import Duration, parse_duration, parse_time, since_last_run
 from opscheck.families.docker import Container
 from opscheck.families.hosts import command_seconds, run_script
@@ -554,7 +555,7 @@ def read_file(source: LogSource, host, previous: dict | None, timeout: float) ->
     text = result.stdout
     if result.rc != 0 and "@@stat" not in text:
         raise OpscheckError(
-            f"{source.shown}: reading the file failed (exit {result.rc}): {result.stderr.strip()[:300]}"
+            f"{source.shown}: reading the file failed (exit {result.rc}): {clip(result.stderr.strip(), 300)}"
         )
     if text.startswith("@@missing"):
         raise OpscheckError(f"{source.shown}: {source.file} does not exist on host {host.name}")
@@ -604,7 +605,7 @@ def read_journal(source: LogSource, host, since: datetime, timeout: float) -> Wi
         ) from None
     body = result.stdout
     if result.stderr.strip() and not body.strip():
-        raise OpscheckError(f"{source.shown}: journalctl failed: {result.stderr.strip()[:300]}")
+        raise OpscheckError(f"{source.shown}: journalctl failed: {clip(result.stderr.strip(), 300)}")
     window = Window(source, since=since)
     window.bytes_read = len(body)
     keeper = Keeper(source.max_bytes)

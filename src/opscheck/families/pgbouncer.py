@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 
 from opscheck.core.cache import TargetReader
 from opscheck.core.errors import OpscheckError, one_line
 from opscheck.core.lazy import optional
 from opscheck.core.model import Param, Target
 from opscheck.core.redact import mask_url
+from opscheck.core.values import PostgresDsn
 
 if TYPE_CHECKING:
     import psycopg
@@ -30,7 +31,7 @@ SHOW_COMMANDS = frozenset(["POOLS", "STATS", "DATABASES", "LISTS", "CONFIG", "VE
 class Pgbouncer(Target):
     """A PgBouncer, reached on its admin console database `pgbouncer`."""
 
-    dsn: SecretStr = Field(description="postgresql://STATS_USER:${PASSWORD}@host:6432/pgbouncer")
+    dsn: PostgresDsn = Field(description="postgresql://STATS_USER:${PASSWORD}@host:6432/pgbouncer")
     databases: list[str] | None = Field(default=None, description="pools to judge (default: all but pgbouncer)")
     clients_waiting_max: int = Field(default=0, ge=0, description="cl_waiting per pool (catalog: 0)")
     maxwait_warn_s: float = Field(default=1, gt=0)

@@ -8,17 +8,22 @@ any user can undo it, and PgBouncer rejects startup options.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import re
+import socket
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 
 from opscheck.core.errors import OpscheckError, Unreachable, one_line
 from opscheck.core.lazy import optional
 from opscheck.core.model import Condition, InventoryCheck, Item, Model, Name, Param, Target, check_marks
 from opscheck.core.redact import mask_url
+from opscheck.core.values import PostgresDsn
 
 if TYPE_CHECKING:
     import psycopg
@@ -29,13 +34,93 @@ else:
     psycopg_rows = optional("psycopg.rows", "postgres")
     sql = optional("psycopg.sql", "postgres")
 
-# Functions a read-only transaction still lets through: they act on other sessions or
-# on statistics. A check never calls them (runbook lines with them are remediations).
-FORBIDDEN_SQL = re.compile(
-    r"\b(pg_terminate_backend|pg_cancel_backend|pg_stat_reset\w*|pg_reload_conf|pg_rotate_logfile|"
-    r"pg_advisory\w*lock\w*|pg_notify|dblink\w*|lo_\w+|copy)\b",
-    re.IGNORECASE,
-)
+# --- the SQL guard: an inventory's assertion is parsed as the server would parse it --------
+
+# Functions a read-only transaction still lets through, or that run SQL given as text: they
+# act on other sessions, on replication, on the WAL, on files or on sequences. A check never
+# calls them (runbook lines with them are remediations). The one list; names as the server
+# resolves them (lower case unless quoted, unicode escapes decoded), schema ignored.
+DENIED_FUNCTIONS = frozenset(
+    [
+        # signalling other backends and the server
+        "pg_terminate_backend", "pg_cancel_backend", "pg_signal_backend", "pg_reload_conf",
+        "pg_rotate_logfile", "pg_promote", "pg_log_backend_memory_contexts",
+        # replication slots and origins
+        "pg_create_physical_replication_slot", "pg_create_logical_replication_slot", "pg_drop_replication_slot",
+        "pg_copy_physical_replication_slot", "pg_copy_logical_replication_slot", "pg_replication_slot_advance",
+        "pg_logical_slot_get_changes", "pg_logical_slot_get_binary_changes", "pg_logical_emit_message",
+        "pg_sync_replication_slots",
+        # WAL and backup control
+        "pg_switch_wal", "pg_switch_xlog", "pg_create_restore_point", "pg_start_backup", "pg_stop_backup",
+        "pg_backup_start", "pg_backup_stop", "pg_wal_replay_pause", "pg_wal_replay_resume",
+        "pg_xlog_replay_pause", "pg_xlog_replay_resume",
+        # configuration and statistics
+        "set_config", "pg_stat_reset", "pg_stat_statements_reset",
+        # sequences
+        "nextval", "setval",
+        # notifications, server files, SQL run from text
+        "pg_notify", "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_file_write", "pg_file_unlink",
+        "pg_file_rename", "pg_import_system_collations", "query_to_xml", "query_to_xmlschema",
+        "query_to_xml_and_xmlschema", "cursor_to_xml", "cursor_to_xmlschema", "ts_stat",
+    ]
+)  # fmt: skip
+DENIED_PREFIXES = ("pg_advisory_", "pg_try_advisory_", "pg_stat_reset_", "pg_replication_origin_", "dblink", "lo_")
+DENIED_LARGE_OBJECT = frozenset(["loread", "lowrite"])
+WRITES = {"InsertStmt": "INSERT", "UpdateStmt": "UPDATE", "DeleteStmt": "DELETE", "MergeStmt": "MERGE"}
+
+
+def denied(name: str) -> bool:
+    """Whether a function name (as the server resolves it) is on the deny-list."""
+    return name in DENIED_FUNCTIONS or name in DENIED_LARGE_OBJECT or name.startswith(DENIED_PREFIXES)
+
+
+def sql_problem(query: str) -> str | None:
+    """Why `query` is not one side-effect-free SELECT, or None. Parsed with libpg_query (pglast),
+    the server's own grammar, so quoting, unicode escapes and schema names cannot hide a call.
+
+    The main defence stays the least-privilege role (README): a parser cannot see inside
+    a user-defined function or an operator.
+    """
+    try:
+        from pglast.parser import ParseError, parse_sql_json
+    except ImportError:
+        return "SQL assertions are parsed with pglast: pip install 'opscheck[postgres]'"
+    try:
+        tree = json.loads(parse_sql_json(query))
+    except ParseError as exc:
+        return f"not valid SQL: {str(exc).split(' at or near ')[0]} (at character {getattr(exc, 'location', '?')})"
+    statements = tree.get("stmts", [])
+    if len(statements) != 1:
+        return f"an SQL assertion is one statement, this has {len(statements)}"
+    kind, select = next(iter(statements[0]["stmt"].items()))
+    if kind != "SelectStmt":
+        return f"an SQL assertion is one SELECT (or WITH ... SELECT) statement, not {kind.removesuffix('Stmt')}"
+    if select.get("intoClause"):
+        return "SELECT ... INTO creates a table: checks are read-only"
+    found: list[str] = []
+    _walk(tree, found)
+    return found[0] if found else None
+
+
+def _walk(node: Any, found: list[str]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _walk(item, found)
+        return
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        if key in WRITES:
+            found.append(f"the query runs {WRITES[key]} (a data-modifying WITH): checks are read-only")
+        elif key == "LockingClause":
+            found.append("SELECT ... FOR UPDATE/SHARE takes row locks: checks never do")
+        elif key == "FuncCall":
+            name = value["funcname"][-1]["String"]["sval"]
+            if denied(name):
+                found.append(
+                    f"query calls {name}, which acts on the server even in a read-only transaction: checks never do"
+                )
+        _walk(value, found)
 
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -49,16 +134,17 @@ class SqlAssertion(InventoryCheck, Condition):
     """
 
     name: str = Name
-    query: str = Field(description="one read-only statement; {name} placeholders are bound from --param (adhoc)")
+    query: str = Field(
+        description="one SELECT (or WITH ... SELECT), parsed at load, deny-listed functions refused; "
+        "{name} placeholders are bound from --param (adhoc)"
+    )
 
     @model_validator(mode="after")
     def _no_side_effects(self):
-        found = FORBIDDEN_SQL.search(self.query)
-        if found:
-            raise ValueError(
-                f"query calls {found.group(1)}, which acts on the server even in a "
-                "read-only transaction: checks never do"
-            )
+        # a {placeholder} is a bound parameter: the parser sees it as one ($1)
+        problem = sql_problem(PLACEHOLDER.sub("$1", self.query))
+        if problem:
+            raise ValueError(problem)
         if self.placeholders and "adhoc" not in self.schedule:
             raise ValueError(
                 f"a query with {{{self.placeholders[0]}}} needs schedule [adhoc] "
@@ -109,7 +195,7 @@ class Postgres(Target):
     Every threshold has the runbooks' value, or check_postgres's, as its default.
     """
 
-    dsn: SecretStr = Field(description="libpq URL or key=value string; use ${VAR} for secrets")
+    dsn: PostgresDsn = Field(description="libpq URL or key=value string; use ${VAR} for secrets")
     statement_timeout_ms: int = Field(default=5000, gt=0)
     connections_warn_pct: float = Field(default=80, gt=0, le=100)
     connections_crit_pct: float = Field(default=90, gt=0, le=100)
@@ -207,10 +293,53 @@ class PostgresClient:
                 self._conn.read_only = True
             return self._conn
 
+    def deadline(self) -> float:
+        """Seconds a query may take on the client: the server's statement_timeout plus one
+        network timeout. A server that stops answering (SIGSTOP, a hung host) still ACKs at
+        the kernel level, so no TCP timeout fires: this clock is the only limit."""
+        return self.target.statement_timeout_ms / 1000 + self.timeout
+
+    def _abandon(self, conn: psycopg.Connection[Any], expired: threading.Event) -> None:
+        """Give up on a connection whose server stopped answering: shut its socket down so
+        libpq's blocked read returns now (closing would wait to drain the results)."""
+        expired.set()
+        with contextlib.suppress(OSError, ValueError, psycopg.Error):
+            socket.socket(fileno=os.dup(conn.pgconn.socket)).shutdown(socket.SHUT_RDWR)
+
     def query(self, sql: Any, params: Any = None) -> list[dict]:
-        """Run one read-only statement and return its rows (at most MAX_ROWS)."""
+        """Run one read-only statement and return its rows (at most MAX_ROWS), within deadline()."""
         conn = self.connection()
         timeout_ms = self.target.statement_timeout_ms
+        expired = threading.Event()
+        watchdog = threading.Timer(self.deadline(), self._abandon, (conn, expired))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            return self._query(conn, sql, params, timeout_ms)
+        except OpscheckError:
+            raise
+        except psycopg.Error as exc:
+            if expired.is_set():
+                with contextlib.suppress(Exception):
+                    conn.close()
+                self.unreachable.fail(
+                    f"{self.shown}: no answer within {self.deadline():g} s (statement_timeout {timeout_ms} ms "
+                    f"+ timeout {self.timeout:g} s): the server took the query and stopped answering"
+                )
+            if isinstance(exc, psycopg.OperationalError) and (conn.closed or conn.broken):
+                self.unreachable.fail(f"{self.shown}: connection lost: {one_line(exc, 500)}")
+            raise OpscheckError(f"{self.shown}: query failed: {one_line(exc, 500)}") from None
+        except BaseException:
+            # pytest-timeout (or Ctrl-C) interrupted a query: the connection is mid-result and
+            # would say "another command is already in progress" to the next check
+            self._abandon(conn, threading.Event())
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise
+        finally:
+            watchdog.cancel()
+
+    def _query(self, conn: psycopg.Connection[Any], sql: Any, params: Any, timeout_ms: int) -> list[dict]:
         try:
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute("SELECT set_config('statement_timeout', %s, true)", [str(timeout_ms)])
@@ -227,10 +356,6 @@ class PostgresClient:
             raise OpscheckError(
                 f"{self.shown}: refused: the query tries to write, and checks are read-only ({one_line(exc, 500)})"
             ) from None
-        except psycopg.OperationalError as exc:
-            self.unreachable.fail(f"{self.shown}: connection lost: {one_line(exc, 500)}")
-        except psycopg.Error as exc:
-            raise OpscheckError(f"{self.shown}: query failed: {one_line(exc, 500)}") from None
 
     def scalar(self, sql: Any, params: Any = None) -> Any:
         rows = self.query(sql, params)

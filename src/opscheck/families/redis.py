@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from opscheck.core.cache import TargetReader
 from opscheck.core.errors import OpscheckError
 from opscheck.core.lazy import optional
 from opscheck.core.model import Item, Model, Param, Target
 from opscheck.core.redact import mask_url
+from opscheck.core.values import LocalFile, RedisUrl
 
 if TYPE_CHECKING:
     import redis
@@ -37,7 +38,7 @@ class RedisQueue(Model):
 class Redis(Target):
     """A Redis server, reached with redis-py; read-only commands only."""
 
-    url: SecretStr = Field(description="redis:// or rediss:// URL; use ${VAR} for the password")
+    url: RedisUrl = Field(description="redis:// or rediss:// URL; use ${VAR} for the password")
     max_latency_ms: float = Field(default=10, gt=0, description="runbook: 'If > 10ms'")
     latency_samples: int = Field(default=10, ge=1, le=1000)
     memory_max_pct: float = Field(default=90, gt=0, le=100, description="of maxmemory")
@@ -53,7 +54,7 @@ class Redis(Target):
     last_save_max_age_h: float = Field(default=48, gt=0)
     role: Literal["master", "replica"] | None = Field(default=None, description="expected replication role")
     replica_lag_max_s: float = Field(default=10, gt=0, description="master_last_io_seconds_ago on a replica")
-    tls_ca_file: str | None = Field(default=None, description="CA bundle for rediss:// URLs")
+    tls_ca_file: LocalFile | None = Field(default=None, description="CA bundle for rediss:// URLs")
 
     def secrets(self) -> list[str]:
         return [self.url.get_secret_value()]
@@ -128,7 +129,14 @@ class RedisClient(TargetReader):
         except redis.AuthenticationError as exc:  # a subclass of ConnectionError: first
             with self.lock:
                 self.unreachable.fail(f"{self.shown}: authentication failed: {exc}")
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except redis.TimeoutError as exc:
+            with self.lock:  # connected (or not) but no answer: a frozen server is not a refused one
+                if "connect" in str(exc).lower():
+                    self.unreachable.fail(f"{self.shown}: cannot connect: connect timed out after {self.timeout:g} s")
+                self.unreachable.fail(
+                    f"{self.shown}: not answering: no reply within {self.timeout:g} s (it accepted the connection)"
+                )
+        except redis.ConnectionError as exc:
             with self.lock:
                 self.unreachable.fail(f"{self.shown}: cannot connect: {exc}")
         except redis.ResponseError as exc:

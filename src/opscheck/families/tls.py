@@ -32,6 +32,7 @@ from opscheck.core.cache import TargetReader
 from opscheck.core.errors import OpscheckError
 from opscheck.core.lazy import optional
 from opscheck.core.model import Param, Target
+from opscheck.core.values import LocalFile, Regex
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -55,7 +56,7 @@ class TlsEndpoint(Target):
     starttls: Literal["postgres"] | None = Field(
         default=None, description="'postgres': PostgreSQL's SSLRequest before the handshake"
     )
-    ca_file: str | None = Field(
+    ca_file: LocalFile | None = Field(
         default=None, description="CA bundle to verify against (default: the system store: a public endpoint)"
     )
     warn_days: float = Field(default=30, gt=0, description="certificates expiring sooner warn (p2)")
@@ -74,8 +75,8 @@ class TlsEndpoint(Target):
         gt=0,
         description=f"longest leaf validity (default: {PUBLIC_MAX_VALIDITY_DAYS} without ca_file, none with one)",
     )
-    client_cert: str | None = Field(default=None, description="client certificate (PEM) for mTLS")
-    client_key: str | None = Field(default=None, description="its private key (PEM, unencrypted)")
+    client_cert: LocalFile | None = Field(default=None, description="client certificate (PEM) for mTLS")
+    client_key: LocalFile | None = Field(default=None, description="its private key (PEM, unencrypted)")
     client_cert_required: bool = Field(
         default=False, description="mTLS: without a client certificate no 2xx answer; with it one"
     )
@@ -84,7 +85,7 @@ class TlsEndpoint(Target):
     pin_sha256: list[str] = Field(
         default_factory=list, description="SHA-256 fingerprints; the leaf or a served intermediate must match one"
     )
-    expect_issuer: str | None = Field(default=None, description="regex the leaf's issuer DN must match")
+    expect_issuer: Regex | None = Field(default=None, description="regex the leaf's issuer DN must match")
     serves_certificate_file: str | None = Field(
         default=None,
         description="a certificate_files target whose leaf this endpoint must serve (a renewed file "
@@ -187,7 +188,7 @@ class TlsProbe(TargetReader):
             try:
                 ctx.load_cert_chain(t.client_cert, t.client_key)
             except (OSError, ssl.SSLError) as exc:
-                raise OpscheckError(f"{t.shown}: cannot load client_cert/client_key: {exc}") from None
+                raise OpscheckError(f"{t.shown}: cannot load client_cert/client_key: {_reason(exc)}") from None
         return ctx
 
     def _handshake(self, ctx: ssl.SSLContext) -> ssl.SSLSocket:
@@ -324,10 +325,15 @@ class TlsProbe(TargetReader):
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLError):
-        return exc.reason or str(exc)
+        return exc.reason or exc.strerror or "not a PEM certificate chain and private key"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} ({exc.filename})" if exc.filename else exc.strerror
     if isinstance(exc, SSL.Error):
-        parts = [p[2] for p in (exc.args[0] if exc.args and isinstance(exc.args[0], list) else []) if len(p) > 2]
-        return ", ".join(parts) or type(exc).__name__
+        parts = [
+            p[2] or p[0] for p in (exc.args[0] if exc.args and isinstance(exc.args[0], list) else []) if len(p) > 2
+        ]
+        parts = list(dict.fromkeys(p for p in parts if p))  # OpenSSL repeats, and leaves some empty
+        return ", ".join(parts) or "not a PEM certificate chain and private key"
     if isinstance(exc, TimeoutError | socket.timeout):
         return str(exc) if str(exc) not in ("", "timed out") else "timed out"
     return str(exc) or type(exc).__name__

@@ -4,25 +4,38 @@ Only the controller (not an xdist worker) names the run directory and writes the
 summary, so a parallel run still yields one report. `reports/<env>/latest` points at
 the newest run, the last N runs are kept, and state.json carries what must survive
 between runs (the time of the last completed run).
+
+Faults do not lose a run silently. A reports directory that cannot be written (disk full,
+gone, replaced by a file) ends the run with exit code REPORTS_NOT_WRITTEN (6) and a line
+saying so, after the terminal summary; the truncated files are removed and `latest` and
+state.json stay where they were. An interrupted run (Ctrl-C) is marked interrupted in
+every report and moves neither. Runs sharing a reports directory take a lock for
+latest, state.json and pruning, and replace both atomically (unique temporary names).
 """
 
 import contextlib
 import json
+import os
 import shutil
 import socket
 import subprocess
+import sys
+import uuid
 import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from filelock import FileLock, Timeout
 
-from opscheck.core.redact import redact
+from opscheck.core.redact import clip
 from opscheck.report.charts import family_chart
 
 RUN_NAME = "%Y%m%dT%H%M%SZ"
 SKIP_EXIT = {pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR}
+REPORTS_NOT_WRITTEN = 6  # the checks ran, their reports could not be written: see the terminal
+LOCK_SECONDS = 60
 
 
 REMEMBER = "opscheck_remember"  # a user property carrying {key: value} for the next run's state
@@ -35,11 +48,30 @@ def env_dir(config, environment: str) -> Path:
 
 
 def read_state(config, environment: str) -> dict:
-    path = env_dir(config, environment) / "state.json"
+    return _read_json(env_dir(config, environment) / "state.json")
+
+
+def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        found = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write beside, then rename over: a reader sees the old file or the new one, never half."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def bare_nodeid(nodeid: str) -> str:
+    """A check's id without pytest-xdist's `@group` suffix: serial and parallel runs agree."""
+    return nodeid.rsplit("]@", 1)[0] + "]" if "]@" in nodeid else nodeid
 
 
 def git_revision(where: Path) -> str:
@@ -65,6 +97,9 @@ class Run:
         # folders this run creates (reports/<env>/ on a first run): a run that executes no check removes them
         self.created = [p for p in (self.env_dir, *self.env_dir.parents) if not p.exists()]
         self.exitstatus: int = pytest.ExitCode.INTERNAL_ERROR  # until the session says otherwise
+        self.session = None
+        self.interrupted = False
+        self.write_errors: list[str] = []
         self.dir = self._new_run_dir()
         self.results: dict[str, dict] = {}
         self.counts: Counter = Counter()
@@ -87,24 +122,52 @@ class Run:
                 return path
             except FileExistsError:
                 continue
+            except OSError as exc:
+                raise pytest.UsageError(
+                    f"cannot create a run directory under {self.env_dir}: {exc.strerror or type(exc).__name__} "
+                    "(--reports-dir must be a writable directory)"
+                ) from None
         raise pytest.UsageError(f"cannot create a run directory under {self.env_dir}")
 
     # --- results ---------------------------------------------------------------------
 
+    def pytest_sessionstart(self, session):
+        self.session = session
+
     def pytest_deselected(self, items):
         self.deselected += len(items)
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error):
+        """Under xdist the workers collect and deselect (each the same items): take one count."""
+        self.deselected = max(self.deselected, getattr(node, "workeroutput", {}).get("opscheck_deselected", 0))
+
+    def pytest_keyboard_interrupt(self, excinfo):
+        self.interrupted = True
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_sessionfinish(self, session):
+        """junit.xml and report.html are written here (by their plugins): a full or vanished
+        directory is recorded, not raised, so the terminal summary is still printed."""
+        try:
+            return (yield)
+        except OSError as exc:
+            self.write_errors.append(f"{exc.filename or self.dir}: {exc.strerror or type(exc).__name__}")
+            return None
+
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report):
-        nodeid = report.nodeid.rsplit("]@", 1)[0] + "]" if "]@" in report.nodeid else report.nodeid
+        report.nodeid = bare_nodeid(report.nodeid)  # before junitxml and pytest-html read it
+        nodeid = report.nodeid
         properties = [(k, v) for k, v in report.user_properties if k != REMEMBER]
         for key, value in report.user_properties:
             if key == REMEMBER and report.when == "call":
                 self.remembered.update(value)
-        entry = self.results.setdefault(nodeid, {"id": nodeid, "outcome": "passed", "duration": 0.0, "message": ""})
+        entry = self.results.setdefault(nodeid, {"id": nodeid, "outcome": UNFINISHED, "duration": 0.0, "message": ""})
         entry.update(properties)  # a check may add properties while it runs (a log window)
         entry["duration"] = round(entry["duration"] + report.duration, 3)
         outcome = _outcome(report)
-        if outcome and (entry["outcome"] == "passed" or outcome in ("failed", "error")):
+        if outcome and (entry["outcome"] in (UNFINISHED, "passed") or outcome in ("failed", "error")):
             entry["outcome"] = outcome
             if report.longrepr is not None and outcome != "passed":
                 entry["message"] = _message(report)
@@ -114,9 +177,23 @@ class Run:
     # --- the end of the run ----------------------------------------------------------
 
     def finish(self) -> None:
-        exitstatus = self.exitstatus
-        if not self.counts:  # --collect-only, nothing selected: no run to report
+        if not self.counts and not self.interrupted:  # --collect-only, nothing selected: no run to report
             self._discard()
+            return
+        try:
+            self._write_reports()
+        except OSError as exc:
+            self.write_errors.append(f"{exc.filename or self.dir}: {exc.strerror or type(exc).__name__}")
+        if self.write_errors:
+            self._reports_lost()
+
+    def _write_reports(self) -> None:
+        exitstatus = int(pytest.ExitCode.INTERRUPTED) if self.interrupted else int(self.exitstatus)
+        for entry in self.results.values():
+            if entry["outcome"] == UNFINISHED:  # a check cut off by Ctrl-C: neither passed nor failed
+                entry["outcome"] = "interrupted"
+                self.counts["interrupted"] += 1
+        if self.write_errors:
             return
         self._name_junit_suite()
         finished = datetime.now(UTC)
@@ -131,17 +208,42 @@ class Run:
             "started": self.started.isoformat(timespec="seconds"),
             "finished": finished.isoformat(timespec="seconds"),
             "duration_s": round((finished - self.started).total_seconds(), 2),
-            "exit_status": int(exitstatus),
+            "exit_status": exitstatus,
+            "interrupted": self.interrupted,
             "counts": dict(self.counts, deselected=self.deselected),
             "families": {k: dict(v) for k, v in sorted(by_family.items())},
             "checks": sorted(self.results.values(), key=lambda e: e["id"]),
         }
-        (self.dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        self._point_latest()
-        self._prune()
-        if not self.config.getoption("no_state") and exitstatus not in SKIP_EXIT:
-            state = dict(self.previous_state, **self.remembered, last_run=summary["started"])
-            (self.env_dir / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+        _write_atomically(self.dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        if self.interrupted:
+            return  # an interrupted run is reported, but latest and state.json stay where they were
+        try:
+            lock = FileLock(str(self.env_dir / ".lock"), timeout=LOCK_SECONDS)
+            with lock:
+                self._point_latest()
+                self._prune()
+                if not self.config.getoption("no_state") and exitstatus not in SKIP_EXIT:
+                    state = dict(_read_json(self.env_dir / "state.json"), **self.remembered)
+                    previous = self.previous_state.get("last_run", "")
+                    state["last_run"] = max(summary["started"], str(state.get("last_run", previous)))
+                    _write_atomically(self.env_dir / "state.json", json.dumps(state, indent=2) + "\n")
+        except Timeout:
+            self.write_errors.append(f"{self.env_dir}/.lock: held by another run for over {LOCK_SECONDS} s")
+
+    def _reports_lost(self) -> None:
+        """Say it, exit REPORTS_NOT_WRITTEN, and leave no truncated report behind."""
+        for name in ("report.html", "junit.xml", "summary.json"):
+            with contextlib.suppress(OSError):
+                (self.dir / name).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.dir.rmdir()  # empty now, unless something else is in it
+        print(
+            f"opscheck: the reports of this run could not be written ({'; '.join(self.write_errors)}): "
+            f"latest and state.json are unchanged; exit {REPORTS_NOT_WRITTEN}",
+            file=sys.stderr,
+        )
+        if self.session is not None:
+            self.session.exitstatus = REPORTS_NOT_WRITTEN
 
     def _discard(self) -> None:
         """A run that executed no check leaves no run directory; latest and state stay."""
@@ -155,26 +257,58 @@ class Run:
         path = Path(self.config.option.xmlpath)
         if not path.is_relative_to(self.dir) or not path.exists():
             return
-        tree = ET.parse(path)
+        try:
+            tree = ET.parse(path)
+        except ET.ParseError:
+            self.write_errors.append(f"{path}: truncated (the disk is full?)")
+            return
         for suite in tree.getroot().iter("testsuite"):
             suite.set("name", self.inventory.environment)
-        tree.write(path, encoding="utf-8", xml_declaration=True)
+            for case in [c for c in suite.iter("testcase") if not c.get("name")]:
+                suite.remove(case)  # what an interrupt leaves: a testcase of no check
+            if self.interrupted:
+                properties = suite.find("properties")
+                if properties is None:
+                    properties = ET.Element("properties")
+                    suite.insert(0, properties)
+                ET.SubElement(properties, "property", name="interrupted", value="true")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tree.write(tmp, encoding="utf-8", xml_declaration=True)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _point_latest(self) -> None:
+        """latest -> this run, unless a run that started later already finished (under the lock)."""
         latest = self.env_dir / "latest"
-        tmp = self.env_dir / ".latest.tmp"
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(self.dir.name)
-        tmp.replace(latest)
+        with contextlib.suppress(OSError):
+            if os.readlink(latest) > self.dir.name and (self.env_dir / os.readlink(latest)).is_dir():
+                return
+        tmp = self.env_dir / f".latest.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            tmp.symlink_to(self.dir.name)
+            tmp.replace(latest)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _prune(self) -> None:
+        """Keep the newest N finished runs; a run still in progress (no summary yet) is left alone."""
         keep = max(1, self.config.getoption("keep_runs"))
-        runs = sorted(p for p in self.env_dir.iterdir() if p.is_dir() and not p.is_symlink() and p.name[:8].isdigit())
+        runs = sorted(
+            p
+            for p in self.env_dir.iterdir()
+            if p.is_dir() and not p.is_symlink() and p.name[:8].isdigit() and (p / "summary.json").exists()
+        )
         for old in runs[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
 
     def pytest_terminal_summary(self, terminalreporter):
-        if self.counts:
+        if self.interrupted:
+            terminalreporter.write_line(
+                f"opscheck: run interrupted: reported as such in {self.dir}; latest and state.json unchanged", red=True
+            )
+        elif self.counts and not self.write_errors:
             terminalreporter.write_line(f"opscheck: reports in {self.dir}")
 
     # --- the HTML report -------------------------------------------------------------
@@ -183,7 +317,15 @@ class Run:
         report.title = f"opscheck: {self.inventory.environment}"
 
     def pytest_html_results_summary(self, prefix, summary, postfix):
+        if self.interrupted:
+            prefix.append(
+                '<p style="color:#b00;font-weight:bold">INTERRUPTED: this run was stopped (Ctrl-C) before every '
+                "check ran; it is not a complete result.</p>"
+            )
         prefix.append(family_chart(self.results))
+
+
+UNFINISHED = "unfinished"
 
 
 def _outcome(report) -> str | None:
@@ -200,4 +342,4 @@ def _message(report) -> str:
     text = str(report.longrepr)
     if report.skipped and isinstance(report.longrepr, tuple):
         text = report.longrepr[2]
-    return redact(text)[:4000]  # a second net: every message is redacted where it is written
+    return clip(text, 4000)  # a second net: every message is redacted where it is written
