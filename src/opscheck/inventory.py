@@ -19,9 +19,11 @@ from opscheck.core.model import Model, Target
 from opscheck.core.yamlfile import YamlDocument, read_yaml, validation_problems
 from opscheck.families import FAMILIES
 from opscheck.families.alertmanager import Alertmanager
+from opscheck.families.aws import Aws
 from opscheck.families.backups import Backup
 from opscheck.families.certificate_files import CertificateFiles
 from opscheck.families.checklists import ChecklistItem
+from opscheck.families.cloudflare import Cloudflare
 from opscheck.families.docker import Docker
 from opscheck.families.grafana import Grafana
 from opscheck.families.hosts import Host
@@ -58,6 +60,8 @@ class Inventory(Model):
     grafana: list[Grafana] = Field(default_factory=list)
     backups: list[Backup] = Field(default_factory=list)
     checklists: list[ChecklistItem] = Field(default_factory=list)
+    aws: list[Aws] = Field(default_factory=list)
+    cloudflare: list[Cloudflare] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_names(self):

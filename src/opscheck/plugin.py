@@ -20,7 +20,7 @@ from pytest_metadata.plugin import metadata_key
 from opscheck import waivers
 from opscheck.core import markers
 from opscheck.core.errors import ConfigError, OpscheckError
-from opscheck.core.model import INVENTORY_KEY, INVENTORY_PATH_KEY, PARAMS_KEY, Param, Target, target_of
+from opscheck.core.model import INVENTORY_KEY, INVENTORY_PATH_KEY, PARAMS_KEY, STATE_KEY, Param, Target, target_of
 from opscheck.core.redact import redact
 from opscheck.families import FAMILIES, check_module, family
 from opscheck.inventory import Inventory, load, path_for_env
@@ -132,6 +132,9 @@ def pytest_configure(config):
         config.stash[RUN_KEY] = run
         config.pluginmanager.register(run, "opscheck-run")
         _fill_metadata(config)
+        config.stash[STATE_KEY] = run.previous_state
+    else:
+        config.stash[STATE_KEY] = reporting.read_state(config, inventory.environment)
 
 
 def _refuse_misrooted_run(config) -> None:
@@ -466,7 +469,4 @@ def remember(request):
 @pytest.fixture(scope="session")
 def state(pytestconfig) -> dict:
     """What the previous completed run left in reports/<env>/state.json ({} on a first run)."""
-    run = pytestconfig.stash.get(RUN_KEY, None)
-    if run is not None:
-        return run.previous_state
-    return reporting.read_state(pytestconfig, pytestconfig.stash[INVENTORY_KEY].environment)
+    return pytestconfig.stash[STATE_KEY]

@@ -30,6 +30,8 @@ FAMILIES: dict[str, str] = {
     "grafana": "opscheck.families.grafana",
     "backups": "opscheck.families.backups",
     "checklists": "opscheck.families.checklists",
+    "aws": "opscheck.families.aws",
+    "cloudflare": "opscheck.families.cloudflare",
 }
 
 
