@@ -215,6 +215,10 @@ def test_aws_target_group_5xx_ratio_below_limit(aws_target_group_5xx, aws_api):
     group = aws_api.target_group(spec)
     queries = alb_queries(spec, group)
     where = f"{aws_api.shown}: target group {spec.name}"
+    expect(
+        group.get("Protocol") in ("HTTP", "HTTPS", None),
+        f"{where} is a {group.get('Protocol')} (NLB) group: no HTTP status metrics; set error_ratio_max_pct: null",
+    )
     expect(bool(queries), f"{where} is not attached to a load balancer: no ALB 5xx metrics to judge")
     errors = sum(v for _, v in aws_api.series(queries[0]))
     requests = sum(v for _, v in aws_api.series(queries[1]))
@@ -222,8 +226,8 @@ def test_aws_target_group_5xx_ratio_below_limit(aws_target_group_5xx, aws_api):
     limit = spec.error_ratio_max_pct or 0
     expect(
         ratio <= limit,
-        f"{where}: {fmt(round(errors))} 5xx of {fmt(round(requests))} requests in the last {spec.window} = {ratio:.2f}% "
-        f"> limit {limit:g}% (HTTPCode_Target_5XX_Count / RequestCount)",
+        f"{where}: {fmt(round(errors))} 5xx of {fmt(round(requests))} requests in the last {spec.window} = "
+        f"{ratio:.2f}% > limit {limit:g}% (HTTPCode_Target_5XX_Count / RequestCount)",
     )
 
 
@@ -451,6 +455,12 @@ def test_aws_dashboard_exists(aws_dashboard, aws_api):
     expect(bool(widgets), f"{aws_api.shown}: dashboard {name} has no widgets")
 
 
+@pytest.mark.runbook(
+    "A CloudWatch metric of the inventory is outside its limit (the runbook's `aws cloudwatch "
+    "get-metric-statistics` commands). Open the metric in the CloudWatch console (Metrics > All "
+    "metrics > NAMESPACE) over the same window, and look at what changed: traffic, a deploy, a "
+    "noisy neighbour."
+)
 def test_aws_metric_holds(aws_metric, aws_api):
     """A CloudWatch metric assertion of the inventory: its severity, schedule and hint come from there."""
     spec = aws_metric.value
@@ -482,6 +492,11 @@ def test_aws_metric_holds(aws_metric, aws_api):
             )
 
 
+@pytest.mark.runbook(
+    "More log events match than the limit allows (runbook: `aws logs filter-log-events "
+    "--log-group-name GROUP --filter-pattern 'ERROR'`). Read the newest matches here, then the "
+    "group in CloudWatch Logs Insights for the whole window; correlate with deploys."
+)
 def test_aws_log_pattern_below_limit(aws_log_pattern, aws_api):
     """A CloudWatch Logs pattern of the inventory: its severity, schedule and hint come from there."""
     spec = aws_log_pattern.value

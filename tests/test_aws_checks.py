@@ -737,3 +737,23 @@ def test_calls_are_made_once_per_run(result):
     assert front.calls["DescribeAlarms"] == 4  # one per target with alarms: healthy, broken, limited, assumed
     assert front.calls["GetMetricData"] == 6  # healthy: 1h, 30m, the 30m before, 24h; broken: 1h, 24h
     assert front.calls["DescribeTargetHealth"] == 2 and front.calls["DescribeTargetGroups"] == 2
+
+
+BAD = """environment: selftest-aws-bad
+aws:
+  - name: prod
+    region: mars-central-1
+    ecs_services: [{cluster: prod, service: api}]
+    target_groups: [{name: api, ecs_service: prod/other}]
+    metrics:
+      - {name: cpu, namespace: AWS/ECS, metric: CPUUtilization, statistic: Median, period: 90, op: "<", value: 1}
+"""
+
+
+def test_bad_aws_sections_are_refused_where_declared(run_checks):
+    result = run_checks(BAD)
+    assert result.rc == 4, result.output
+    assert "inventory.yml:4: aws[0].region" in result.output
+    assert "statistic: Average, Sum, Minimum, Maximum, SampleCount or a percentile" in result.output
+    assert "period must be a multiple of 60 seconds" in result.output
+    assert "Traceback" not in result.output

@@ -187,3 +187,19 @@ def test_analytics_are_one_query_per_window(result):
     # prod: one for ai-worker; broken: one for both its scripts, one for the zone; bad-token: one (answered
     # 401, sent with its other reads at once); down: none reaches the server
     assert api.calls["POST /graphql"] == 4
+
+
+def test_bad_cloudflare_section_is_refused_where_declared(run_checks):
+    bad = (
+        "environment: selftest-cloudflare-bad\n"
+        "cloudflare:\n"
+        "  - name: cf\n"
+        "    account_id: not-an-account\n"
+        "    api_token: cf-Literal-Token-77\n"
+        "    workers: [{script: 'bad name'}]\n"
+    )
+    result = run_checks(bad)
+    assert result.rc == 4, result.output
+    assert "inventory.yml:4: cloudflare[0].account_id" in result.output
+    assert "cloudflare[0].workers[0].script" in result.output
+    assert "cf-Literal-Token-77" not in result.output and "Traceback" not in result.output

@@ -74,6 +74,11 @@ class EcsService(Model):
         default_factory=lambda: list(EVENT_PATTERNS), description="service event texts that fail (case-insensitive)"
     )
 
+    @field_validator("task_definition", mode="before")
+    @classmethod
+    def _unset(cls, value: Any) -> Any:
+        return None if value == "" else value  # ${VAR:-} left empty: not checked
+
     @property
     def id(self) -> str:
         return f"{self.cluster}/{self.service}"
