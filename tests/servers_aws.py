@@ -250,3 +250,92 @@ class AwsFront:
 
 def epoch(ago: timedelta) -> float:
     return (datetime.now(UTC) - ago).timestamp()
+
+
+def seed_small_stack(url: str, key: str = "AKIDOPSCHECKBENCH", secret: str = "bench-Secret-1") -> None:
+    """One ECS service (3 of 3 running), one target group with 3 healthy targets behind an ALB,
+    one RDS instance with an hour of metrics, five alarms: the benchmark's stack."""
+    import os
+
+    import boto3
+
+    def client(name):
+        return boto3.client(
+            name, endpoint_url=url, region_name=REGION, aws_access_key_id=key, aws_secret_access_key=secret
+        )
+
+    ecs, ec2, elb, rds, cw = (client(n) for n in ("ecs", "ec2", "elbv2", "rds", "cloudwatch"))
+    ecs.create_cluster(clusterName="accunode-prod")
+    ecs.register_task_definition(
+        family="accunode-api", containerDefinitions=[{"name": "api", "image": "x", "memory": 128}]
+    )
+    os.environ["MOTO_ECS_SERVICE_RUNNING"] = "3"
+    try:
+        ecs.create_service(
+            cluster="accunode-prod", serviceName="accunode-api", taskDefinition="accunode-api", desiredCount=3
+        )
+    finally:
+        del os.environ["MOTO_ECS_SERVICE_RUNNING"]
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{z}")["Subnet"]["SubnetId"]
+        for i, z in ((1, "a"), (2, "b"))
+    ]
+    lb = elb.create_load_balancer(Name="accunode-alb", Subnets=subnets)["LoadBalancers"][0]
+    group = elb.create_target_group(Name="accunode-api", Protocol="HTTP", Port=80, VpcId=vpc, TargetType="ip")
+    arn = group["TargetGroups"][0]["TargetGroupArn"]
+    elb.create_listener(
+        LoadBalancerArn=lb["LoadBalancerArn"],
+        Protocol="HTTP",
+        Port=80,
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": arn}],
+    )
+    elb.register_targets(TargetGroupArn=arn, Targets=[{"Id": f"10.0.1.{i}", "Port": 80} for i in (5, 6, 7)])
+    rds.create_db_instance(
+        DBInstanceIdentifier="accunode-prod",
+        DBInstanceClass="db.t3.micro",
+        Engine="postgres",
+        AllocatedStorage=100,
+        MasterUsername="opscheck",
+        MasterUserPassword="not-used-Pw-1",
+        BackupRetentionPeriod=7,
+    )
+    now = datetime.now(UTC)
+    series = {
+        ("AWS/RDS", (("DBInstanceIdentifier", "accunode-prod"),)): {
+            "FreeStorageSpace": 60 * 1024**3,
+            "CPUUtilization": 20.0,
+            "ReadLatency": 0.002,
+            "WriteLatency": 0.003,
+        },
+        (
+            "AWS/ApplicationELB",
+            (("LoadBalancer", lb["LoadBalancerArn"].split("loadbalancer/")[1]), ("TargetGroup", arn.rsplit(":", 1)[1])),
+        ): {
+            "RequestCount": 100.0,
+            "HTTPCode_Target_5XX_Count": 0.0,
+        },
+    }
+    for (namespace, dims), metrics in series.items():
+        data = [
+            {
+                "MetricName": name,
+                "Dimensions": [{"Name": k, "Value": v} for k, v in dims],
+                "Timestamp": now - timedelta(minutes=m),
+                "Value": value,
+            }
+            for name, value in metrics.items()
+            for m in range(3, 58, 5)
+        ]
+        cw.put_metric_data(Namespace=namespace, MetricData=data)
+    for name in ("cpu", "memory", "5xx", "latency", "storage"):
+        cw.put_metric_alarm(
+            AlarmName=f"accunode-{name}",
+            MetricName="Errors",
+            Namespace="AccuNode/Alarms",
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=1,
+            ComparisonOperator="GreaterThanThreshold",
+        )
