@@ -757,3 +757,25 @@ def test_bad_aws_sections_are_refused_where_declared(run_checks):
     assert "statistic: Average, Sum, Minimum, Maximum, SampleCount or a percentile" in result.output
     assert "period must be a multiple of 60 seconds" in result.output
     assert "Traceback" not in result.output
+
+
+def test_collecting_aws_checks_imports_no_boto3(tmp_path):
+    """Collection records what each target needs, and calls nothing: boto3 stays unimported."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    path = tmp_path / "inventory.yml"
+    path.write_text(
+        yaml.safe_dump({"environment": "collect-aws", "aws": [_healthy(type("F", (), {"url": "http://127.0.0.1:1"}))]})
+    )
+    probe = (
+        "import sys, pytest\n"
+        f"rc = pytest.main(['-q', '--collect-only', '--inventory={path}', '--reports-dir={tmp_path}'])\n"
+        "print('@@', rc, 'boto3' in sys.modules, 'botocore' in sys.modules)\n"
+    )
+    from tests.conftest import REPO
+
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert "@@ 0 False False" in proc.stdout, proc.stdout + proc.stderr
