@@ -53,7 +53,8 @@ class AwsFront:
     def __init__(self, moto_url: str):
         self.moto = moto_url.removeprefix("http://")
         self.port = free_port()
-        self.calls: Counter = Counter()
+        self.calls: Counter = Counter()  # by action, every request with a key that is not refused
+        self.refused = 0
         self.refused_keys: set[str] = set()
         self.denied: set[tuple[str, str]] = set()  # (access key, action)
         self.throttles: list[list] = []  # [action, body fragment, times left]
@@ -91,6 +92,7 @@ class AwsFront:
     def reset_calls(self) -> None:
         with self.lock:
             self.calls.clear()
+            self.refused = 0
 
     # --- request handling ---
 
@@ -99,14 +101,16 @@ class AwsFront:
         action, protocol = self.action(request, body)
         key = re.search(r"Credential=([^/]+)/", request.headers.get("Authorization", ""))
         access_key = key.group(1) if key else ""
+        if access_key in self.refused_keys:
+            with self.lock:
+                self.refused += 1
+            code = "UnrecognizedClientException" if protocol == "json" else "InvalidClientTokenId"
+            return self.error(request, protocol, 403, code, "The security token included in the request is invalid.")
         with self.lock:
             self.calls[action] += 1
             throttled = next((t for t in self.throttles if t[0] == action and t[1] in body and t[2] != 0), None)
             if throttled is not None:
                 throttled[2] -= 1
-        if access_key in self.refused_keys:
-            code = "UnrecognizedClientException" if protocol == "json" else "InvalidClientTokenId"
-            return self.error(request, protocol, 403, code, "The security token included in the request is invalid.")
         if (access_key, action) in self.denied:
             return self.error(
                 request, protocol, 403, "AccessDeniedException", f"User is not authorized to perform: {action}"

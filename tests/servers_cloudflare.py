@@ -3,7 +3,7 @@ cloudflare family reads (REST envelopes `{success, errors, messages, result}`, t
 Analytics API `{data, errors}`): Workers deployments and settings, KV keys, R2 buckets,
 workersInvocationsAdaptive and httpRequestsAdaptiveGroups. Bearer-token auth; any other
 token is answered 401 with error 1000 (Invalid API Token). Paths can be made to answer 429
-a given number of times (Retry-After: 0), every request is counted.
+a given number of times (Retry-After: 0); every authorized request is counted.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ class CloudflareApi:
         self.analytics: dict[str, dict] = {}  # script -> {"sum": {...}, "quantiles": {...}}
         self.zones: dict[str, tuple[int, int]] = {}  # zone id -> (all requests, 429s)
         self.rate_limited: Counter = Counter()  # path -> 429 answers left
-        self.calls: Counter = Counter()
+        self.calls: Counter = Counter()  # authorized requests, by method and path
+        self.refused = 0  # requests with another token
         self.lock = threading.Lock()
         api = self
 
@@ -75,13 +76,15 @@ class CloudflareApi:
 
     def handle(self, request, body: bytes | None) -> None:
         path = urlsplit(request.path).path.removeprefix("/client/v4")
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            with self.lock:
+                self.refused += 1
+            return self.send(request, 401, self.envelope(errors=[{"code": 1000, "message": "Invalid API Token"}]))
         with self.lock:
             self.calls[f"{request.command} {path}"] += 1
             limited = self.rate_limited[path] > 0
             if limited:
                 self.rate_limited[path] -= 1
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
-            return self.send(request, 401, self.envelope(errors=[{"code": 1000, "message": "Invalid API Token"}]))
         if limited:
             error = [{"code": 971, "message": "Please wait and consider throttling your request speed"}]
             return self.send(request, 429, self.envelope(errors=error), {"Retry-After": "0"})

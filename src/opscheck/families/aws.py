@@ -471,6 +471,8 @@ class AwsClient(TargetReader):
                     time.sleep(delay)
                     continue
                 self._client_error(service, name, code, message, attempt)
+            except botocore_exceptions.ParamValidationError as exc:  # a request opscheck built wrong: not the target
+                raise OpscheckError(f"{self.shown}: {name}: invalid request: {one_line(exc, 300)}") from None
             except (botocore_exceptions.NoCredentialsError, botocore_exceptions.PartialCredentialsError) as exc:
                 self._unreachable(f"{self.shown}: no usable AWS credentials: {one_line(exc, 300)}")
             except botocore_exceptions.BotoCoreError as exc:
