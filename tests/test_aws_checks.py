@@ -783,3 +783,45 @@ def test_collecting_aws_checks_imports_no_boto3(tmp_path):
 
     proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert "@@ 0 False False" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_accunode_inventory_covers_every_cloud_catalog_entry():
+    """Every accunode-ecs-*, -cloud-*, -rds-*, -logs-* entry of the catalog is named where the
+    AccuNode inventory checks it (the seed inventories carry the catalog ids as comments)."""
+    import re
+
+    import yaml
+
+    from tests.conftest import REPO
+
+    catalog = REPO.parent / "shared" / "catalog" / "seed-checks.yaml"
+    if not catalog.exists():
+        pytest.skip("the shared catalog is not beside this checkout")
+    ids = [e["id"] for e in yaml.safe_load(catalog.read_text())["checks"]]
+    cloud = [i for i in ids if re.match(r"accunode-(ecs|cloud|rds|logs)-", i)]
+    assert len(cloud) == 18
+    text = (REPO / "inventories" / "accunode.yml").read_text()
+    assert [i for i in cloud if i not in text] == []
+
+
+def test_gather_reads_everything_once_then_nothing(aws, monkeypatch):
+    """The interface a gather phase calls: gather() performs every read of the target's checks,
+    concurrently; reading again (as the checks do) makes no further call."""
+    from opscheck.families.aws import Aws, AwsClient, rows_of
+
+    front, env = aws
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    target = Aws.model_validate(_healthy(front))
+    client = AwsClient(target, timeout=10)
+    front.reset_calls()
+    client.gather()
+    gathered = dict(front.calls)
+    assert gathered["GetMetricData"] == 4 and gathered["DescribeServices"] == 1 and gathered["DescribeAlarms"] == 1
+    for argname, rows in rows_of(target, marked=False).items():
+        for row in rows:
+            for read in client.reads(argname, row.value):
+                read()
+    assert dict(front.calls) == gathered
+    assert sum(client.calls.values()) == sum(gathered.values())
+    client.close()

@@ -203,3 +203,18 @@ def test_bad_cloudflare_section_is_refused_where_declared(run_checks):
     assert "inventory.yml:4: cloudflare[0].account_id" in result.output
     assert "cloudflare[0].workers[0].script" in result.output
     assert "cf-Literal-Token-77" not in result.output and "Traceback" not in result.output
+
+
+def test_aiplatform_inventory_covers_every_cloud_catalog_entry():
+    """Every aiplat-cloud-* catalog entry is named where the AI Platform inventory checks it."""
+    import yaml
+
+    from tests.conftest import REPO
+
+    catalog = REPO.parent / "shared" / "catalog" / "seed-checks.yaml"
+    if not catalog.exists():
+        pytest.skip("the shared catalog is not beside this checkout")
+    ids = [e["id"] for e in yaml.safe_load(catalog.read_text())["checks"] if e["id"].startswith("aiplat-cloud-")]
+    assert len(ids) == 6
+    text = (REPO / "inventories" / "aiplatform.yml").read_text()
+    assert [i for i in ids if i not in text] == []

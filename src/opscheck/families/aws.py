@@ -47,6 +47,20 @@ else:
 
 # --- the inventory section ----------------------------------------------------------------
 
+# the boto3 service names the family calls (per-service `endpoints` take these keys)
+SERVICES = (
+    "ecs",
+    "elbv2",
+    "rds",
+    "elasticache",
+    "cloudwatch",
+    "logs",
+    "application-autoscaling",
+    "ec2",
+    "xray",
+    "ecr",
+    "sts",
+)
 EVENT_PATTERNS = ["unable to place", "unhealthy", "is unable to consistently start tasks", "failed"]
 STATISTIC = re.compile(r"^(Average|Sum|Minimum|Maximum|SampleCount|(p|tm|wm|tc|ts)\d{1,2}(\.\d{1,2})?)$")
 SEVERITIES = ["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED"]
@@ -296,6 +310,17 @@ class Aws(Target):
                 raise ValueError(f"{kind}: duplicate names")
         return self
 
+    @field_validator("endpoints")
+    @classmethod
+    def _known_services(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(SERVICES))
+        if unknown:
+            raise ValueError(f"endpoints: unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICES)}")
+        bad = sorted(k for k, v in value.items() if not re.match(r"^https?://", v))
+        if bad:
+            raise ValueError(f"endpoints: {', '.join(bad)}: an http:// or https:// URL")
+        return value
+
     def secrets(self) -> list[str]:
         return [self.external_id.get_secret_value()] if self.external_id else []
 
@@ -432,6 +457,7 @@ class AwsClient(TargetReader):
 
     def client(self, service: str) -> Any:
         with self.lock:
+            self.unreachable.check()  # a reader that waited here while the session failed
             if self._session is None:
                 try:
                     self._session = self._make_session()
@@ -580,8 +606,9 @@ class AwsClient(TargetReader):
         `needs` are (argname, value) pairs of the selected checks (default: what collection
         recorded in `self.needs`, else every check the target's section configures).
         """
-        pairs = list(needs if needs is not None else self.needs if self.needs is not None else self.all_needs())
-        reads = [read for argname, value in pairs for read in self.reads(argname, value)]  # memoized: repeats wait
+        given = needs if needs is not None else self.needs if self.needs is not None else self.all_needs()
+        pairs = list({(argname, id(value)): (argname, value) for argname, value in given}.values())  # one per row
+        reads = [read for argname, value in pairs for read in self.reads(argname, value)]
         before = self.unreachable.error
 
         def run(read: Callable[[], Any]) -> None:
@@ -605,7 +632,7 @@ class AwsClient(TargetReader):
         self.gather()
 
     def all_needs(self) -> list[tuple[str, Any]]:
-        return [(argname, p.value) for argname, rows in rows_of(self.target).items() for p in rows]
+        return [(argname, p.value) for argname, rows in rows_of(self.target, marked=False).items() for p in rows]
 
     def _memo_once(self, key: Hashable, read: Callable[[], Any]) -> Any:
         """once(), remembering a Denied met while gathering so that the first check shows it plainly."""
@@ -1072,10 +1099,12 @@ ARGNAMES = (
 )
 
 
-def rows_of(target: Aws) -> dict[str, list[Param]]:
-    """The check arguments of one AWS target: one row per resource, named target:resource."""
+def rows_of(target: Aws, marked: bool = True) -> dict[str, list[Param]]:
+    """The check arguments of one AWS target: one row per resource, named target:resource
+    (`marked`: with the inventory's markers on metric and log checks, as pytest needs them)."""
 
     def items(values: Iterable, ident: Callable[[Any], str], marks: Callable[[Any], list] | None = None) -> list:
+        marks = marks if marked else None
         return [Param(Item(target, v), f"{target.name}:{ident(v)}", target, marks(v) if marks else []) for v in values]
 
     whole = [Param(target, target.name, target)]

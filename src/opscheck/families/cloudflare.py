@@ -288,7 +288,8 @@ class CloudflareClient(TargetReader):
 
     def gather(self, needs: Iterable[tuple[str, Any]] | None = None, workers: int = 6) -> None:
         """Perform every read the selected checks need, concurrently (see AwsClient.gather)."""
-        pairs = list(needs if needs is not None else self.needs if self.needs is not None else self.all_needs())
+        given = needs if needs is not None else self.needs if self.needs is not None else self.all_needs()
+        pairs = list({(argname, id(value)): (argname, value) for argname, value in given}.values())  # one per row
         reads = [read for argname, value in pairs for read in self.reads(argname, value)]
         with self.lock:
             self._gathered = True
