@@ -358,6 +358,7 @@ CREDENTIALS_REFUSED = frozenset(
 )
 DENIED = frozenset(["AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError"])
 BACKOFF_BASE, BACKOFF_CAP = 0.1, 2.0
+LOG_PAGES_MAX = 50  # FilterLogEvents may answer empty pages while it searches: bounded too
 READ_ONLY_PREFIXES = ("describe_", "list_", "get_", "filter_", "assume_role")  # assume_role: sts, for the role
 
 
@@ -879,7 +880,7 @@ class AwsClient(TargetReader):
             if filter_pattern:
                 params["filterPattern"] = filter_pattern
             count = LogCount(start=start, end=end)
-            while True:
+            for _ in range(LOG_PAGES_MAX):
                 answer = self.call("logs", "filter_log_events", **params)
                 for event in answer.get("events", []):
                     count.scanned += 1
@@ -897,6 +898,8 @@ class AwsClient(TargetReader):
                 if not answer.get("nextToken"):
                     return count
                 params["nextToken"] = answer["nextToken"]
+            count.truncated = f"stopped after {LOG_PAGES_MAX} pages ({count.scanned:,} events)"
+            return count
 
         return self._memo_once(("logs", pattern.name, ratio), read)
 
