@@ -19,13 +19,13 @@ import time
 from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 from urllib.parse import quote
 
 from pydantic import Field, SecretStr
 
 from opscheck.core.cache import TargetReader
-from opscheck.core.errors import OpscheckError, TargetUnreachable
+from opscheck.core.errors import OpscheckError, TargetUnreachable, blocked
 from opscheck.core.model import Item, Model, Param, Target
 from opscheck.core.times import Duration, parse_duration
 from opscheck.core.web import reason
@@ -145,8 +145,7 @@ class CloudflareClient(TargetReader):
             try:
                 answer = self._http().request(method, url, timeout=self.timeout, **kwargs)
             except requests.RequestException as exc:
-                with self.lock:
-                    self.unreachable.fail(f"{self.shown}: cannot reach the API ({self.target.api_url}): {reason(exc)}")
+                self._unreachable(f"{self.shown}: cannot reach the API ({self.target.api_url}): {reason(exc)}")
             if answer.status_code == 429:
                 delay = _retry_after(answer) or min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1)
                 if time.monotonic() + delay < deadline:
@@ -160,12 +159,11 @@ class CloudflareClient(TargetReader):
             errors = "; ".join(f"[{e.get('code', '')}] {e.get('message', '')}" for e in body.get("errors") or [])
             codes = {e.get("code") for e in body.get("errors") or []}
             if answer.status_code == 401 or (answer.status_code in (400, 403) and codes & TOKEN_REFUSED):
-                with self.lock:
-                    self.unreachable.fail(
-                        f"{self.shown}: the API token was refused (HTTP {answer.status_code}"
-                        + (f": {errors}" if errors else "")
-                        + "): check CLOUDFLARE_API_TOKEN (README: token permissions)"
-                    )
+                self._unreachable(
+                    f"{self.shown}: the API token was refused (HTTP {answer.status_code}"
+                    + (f": {errors}" if errors else "")
+                    + "): check CLOUDFLARE_API_TOKEN (README: token permissions)"
+                )
             if answer.status_code == 403:
                 raise Denied(
                     f"{self.shown}: {method} {path} is denied (HTTP 403: {errors}): the token lacks a read "
@@ -176,6 +174,13 @@ class CloudflareClient(TargetReader):
             if answer.status_code >= 400 or body.get("success") is False:
                 raise OpscheckError(f"{self.shown}: {method} {path}: HTTP {answer.status_code} {errors}".rstrip())
             return body
+
+    def _unreachable(self, message: str) -> NoReturn:
+        """The target's first connection or token error (concurrent reads: the first wins)."""
+        with self.lock:
+            if self.unreachable.error is not None:
+                raise TargetUnreachable(blocked(self.unreachable.error))
+            self.unreachable.fail(message)
 
     def _memo(self, key: Hashable, read: Callable[[], Any]) -> Any:
         """once(); a Denied met while gathering is shown plainly to the first check that needs it."""
