@@ -26,6 +26,18 @@ from tests.servers_aws import ACCOUNT, REGION, AwsFront, MotoServer, epoch
 pytestmark = pytest.mark.timeout(300)
 
 KEY, SECRET = "AKIDOPSCHECKTEST", "opscheck-aws-Secret-5521"
+# what boto3's credential chain reads from the environment besides the files set below
+CHAIN = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)
 REVOKED = "AKIDREVOKEDKEY01"
 LIMITED = "AKIDLIMITEDKEY01"
 EXTERNAL_ID = "opscheck-external-Id-7743"
@@ -77,7 +89,9 @@ def _metrics(cw, namespace, dims, **series):
 
 @pytest.fixture(scope="module")
 def aws(tmp_path_factory):
-    with MotoServer() as moto, AwsFront(moto.url) as front:
+    with pytest.MonkeyPatch.context() as patch, MotoServer() as moto, AwsFront(moto.url) as front:
+        for name in CHAIN:  # the developer's own AWS settings stay out of the set-up and the runs
+            patch.delenv(name, raising=False)
         c = _clients(moto.url)
         ecs, ec2, elb, rds, cw = c("ecs"), c("ec2"), c("elbv2"), c("rds"), c("cloudwatch")
         # ECS: a healthy service, a degraded one (1 of 3, deployment IN_PROGRESS), a throttled cluster's
@@ -541,9 +555,10 @@ def result(aws, tmp_path_factory):
         )
     )
     front.reset_calls()
-    credentials = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
-    assert not [k for k in credentials if k in os.environ], "AWS credentials in the self-tests' environment"
-    return run_suite(inventory, folder, env=env), front
+    with pytest.MonkeyPatch.context() as patch:  # the developer's own AWS credentials stay out
+        for name in CHAIN:
+            patch.delenv(name, raising=False)
+        return run_suite(inventory, folder, env=env), front
 
 
 ECS = "healthy:prod/api"
@@ -810,6 +825,8 @@ def test_gather_reads_everything_once_then_nothing(aws, monkeypatch):
     from opscheck.families.aws import Aws, AwsClient, rows_of
 
     front, env = aws
+    for name in CHAIN:
+        monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     target = Aws.model_validate(_healthy(front))
