@@ -130,7 +130,7 @@ def main() -> None:
     os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")})
     with MotoServer() as moto, AwsFront(moto.url) as front:
         seed_small_stack(moto.url, KEY, SECRET)
-        walls, calls, checks = [], None, 0
+        walls, calls, checks, durations = [], None, 0, []
         for _ in range(args.runs):
             front.reset_calls()
             with tempfile.TemporaryDirectory() as tmp:
@@ -140,8 +140,10 @@ def main() -> None:
             assert result.rc == 0, result.output
             checks = len(result.checks)
             calls = dict(front.calls)
+            durations.append(sum(c["duration"] for c in result.checks.values()))
         print("command: python benchmarks/aws_calls.py --runs", args.runs)
-        print(f"stack: 1 ECS service, 1 target group (3 targets), 1 RDS instance, 5 alarms; moto {moto.url}\n")
+        print(f"stack: 1 ECS service, 1 target group (3 targets), 1 RDS instance, 5 alarms; moto {moto.url}")
+        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}\n")
         print(f"opscheck: {checks} checks passed, {sum(calls.values())} API calls per run:")
         for action, count in sorted(calls.items()):
             print(f"  {action:40} {count}")
@@ -149,6 +151,7 @@ def main() -> None:
             f"  wall time (pytest process, median of {args.runs}): {statistics.median(walls):.2f} s "
             f"(min {min(walls):.2f}, max {max(walls):.2f})"
         )
+        print(f"  the checks' own time (summary.json, gathering included): {statistics.median(durations):.2f} s")
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             run_suite({"environment": "bench-empty", "hosts": [{"name": "h"}]}, Path(tmp), "-k", "memory_available")
