@@ -10,7 +10,7 @@ from tests.servers_cloudflare import CloudflareApi
 
 TOKEN = "cf-Token-opscheck-90210"
 ACCOUNT = "0123456789abcdef0123456789abcdef"
-ZONE = "fedcba9876543210fedcba9876543210"
+ZONE, CALM_ZONE = "fedcba9876543210fedcba9876543210", "1234567890abcdef1234567890abcdef"
 NAMESPACE, EMPTY = "a" * 32, "b" * 32
 SECRET_VALUE = "never-read-Secret-31337"
 
@@ -59,7 +59,7 @@ def result(tmp_path_factory):
                 "quantiles": {"cpuTimeP50": 9_000.0, "cpuTimeP99": 180_000.0},
             },
         }
-        api.zones = {ZONE: (50_000, 2_500)}
+        api.zones = {ZONE: (50_000, 2_500), CALM_ZONE: (50_000, 10)}
         api.rate_limited[f"/accounts/{ACCOUNT}/r2/buckets/ai-platform-videos"] = 2
         base = {"account_id": ACCOUNT, "api_token": "${CLOUDFLARE_API_TOKEN}", "api_url": api.url}
         inventory = {
@@ -68,6 +68,7 @@ def result(tmp_path_factory):
                 {
                     **base,
                     "name": "prod",
+                    "zone_id": CALM_ZONE,
                     "workers": [
                         {
                             "script": "ai-worker",
@@ -125,6 +126,7 @@ def test_healthy_account_passes(result):
         "test_cloudflare_r2_bucket_reachable[prod:ai-platform-videos]",
         "test_cloudflare_worker_errors_below_limit[prod:ai-worker]",
         "test_cloudflare_worker_cpu_below_limit[prod:ai-worker]",
+        "test_cloudflare_rate_limited_below_limit[prod]",
     )
 
 
@@ -184,8 +186,8 @@ def test_unreachable_api_fails_once_then_blocks(result):
 
 def test_analytics_are_one_query_per_window(result):
     _, api = result
-    # prod: one for ai-worker; broken: one for both its scripts, one for the zone (bad-token's are refused)
-    assert api.calls["POST /graphql"] == 3
+    # prod and broken: one for their scripts (both of broken's in one), one for the zone; bad-token's refused
+    assert api.calls["POST /graphql"] == 4
     assert api.refused >= 1
 
 
