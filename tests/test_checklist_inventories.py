@@ -110,7 +110,8 @@ def test_automated_items_name_existing_checks_and_targets(inventory):
         for check_id in item.automated_by:
             name, _, target = check_id.partition("[")
             assert name in checks, f"{item.name}: no check {name} in checks/"
-            assert target.rstrip("]") in targets, f"{item.name}: no target {target} in {inventory}"
+            target = target.rstrip("]").split(":")[0]  # TARGET or TARGET:ITEM
+            assert target in targets, f"{item.name}: no target {target} in {inventory}"
 
 
 @pytest.mark.parametrize(
@@ -138,4 +139,31 @@ def test_signoff_checks_collect(inventory, args, tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     collected = [line for line in proc.stdout.splitlines() if "test_checklist_signed_off[" in line]
-    assert len(collected) == {"accunode.yml": 20, "agentauri.yml": 6}[inventory], proc.stdout
+    assert len(collected) == {"accunode.yml": 14, "agentauri.yml": 6}[inventory], proc.stdout
+
+
+def test_automated_items_are_collected_checks(tmp_path):
+    """Every automated_by id of the AccuNode checklists is a check the inventory collects."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--inventory=inventories/accunode.yml",
+            f"--reports-dir={tmp_path}",
+            "--collect-only",
+            "-q",
+            "-m",
+            "not ops",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **ENV},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    collected = {line.split("::", 1)[1] for line in proc.stdout.splitlines() if "::" in line}
+    wanted = [i for item in load(REPO / "inventories" / "accunode.yml").checklists for i in item.automated_by]
+    assert len(wanted) == 16
+    assert [i for i in wanted if i not in collected] == []

@@ -30,9 +30,11 @@ from opscheck.core.model import Model, Target
 from opscheck.core.yamlfile import YamlDocument, booleans_as_numbers, read_yaml, validation_problems
 from opscheck.families import FAMILIES
 from opscheck.families.alertmanager import Alertmanager
+from opscheck.families.aws import Aws
 from opscheck.families.backups import Backup
 from opscheck.families.certificate_files import CertificateFiles
 from opscheck.families.checklists import ChecklistItem
+from opscheck.families.cloudflare import Cloudflare
 from opscheck.families.commands import CommandTarget
 from opscheck.families.comparisons import Comparison
 from opscheck.families.config_files import ConfigFile
@@ -93,6 +95,9 @@ class Inventory(Model):
         """Fleets become their hosts (Ansible inventory paths are relative to this file)."""
         base = (info.context or {}).get("base", Path("."))
         return expand_fleets(entries, base)
+
+    aws: list[Aws] = Field(default_factory=list)
+    cloudflare: list[Cloudflare] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_names(self):

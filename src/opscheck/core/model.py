@@ -20,7 +20,8 @@ INVENTORY_KEY = pytest.StashKey[Any]()
 INVENTORY_PATH_KEY = pytest.StashKey[Path]()
 # The run's --param NAME=VALUE values: incident-time parameters of adhoc checks.
 PARAMS_KEY = pytest.StashKey[dict[str, str]]()
-# What the previous completed run left in reports/<env>/state.json ({} on a first run).
+# What the previous completed run left in reports/<env>/state.json ({} on a first run), for
+# readers that run before any fixture (a family's gather).
 STATE_KEY = pytest.StashKey[dict]()
 
 Severity = Literal["p0", "p1", "p2", "p3"]

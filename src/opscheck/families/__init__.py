@@ -34,6 +34,8 @@ FAMILIES: dict[str, str] = {
     "checklists": "opscheck.families.checklists",
     "config_files": "opscheck.families.config_files",
     "comparisons": "opscheck.families.comparisons",
+    "aws": "opscheck.families.aws",
+    "cloudflare": "opscheck.families.cloudflare",
 }
 
 
