@@ -126,7 +126,7 @@ def test_bad_comparisons_stop_the_run(tmp_path):
         "comparisons[0].right: Value error, postgres needs query",
         "comparisons[1]: Value error, give difference (a condition on left - right) or op",
         "comparisons[2].right: Value error, query goes with postgres",
-        "comparisons[3].right: Value error, query: calls a function that acts on the server",
+        "comparisons[3].right: Value error, query calls pg_terminate_backend",
     ):
         assert fragment in result.output, result.output
     missing = run_suite(

@@ -125,7 +125,7 @@ def test_bad_settings_stop_the_run(tmp_path):
         "config_files[0].path: String should match pattern '^/'",
         "config_files[1]: Value error, give host (a hosts target) or spec",
         "config_files[2]: Value error, settings: 'not a name' is not an env variable name",
-        "config_files[3].settings[0]: Value error, value: invalid regular expression",
+        "config_files[3].settings[0]: Value error, not a valid regular expression",
         "config_files[4].settings[0].domains: Value error, unknown domain 'nope'",
     ):
         assert fragment in result.output, result.output

@@ -65,7 +65,7 @@ def result(fleet, dead, tmp_path_factory):
             },
         ],
         "backups": [
-            {"name": "db-dump", "host": "fleet2", "path": "/etc/host*", "max_age_hours": 10000000, "min_size_bytes": 0},
+            {"name": "db-dump", "host": "fleet2", "path": "/etc/host*", "max_age_hours": 800000, "min_size_bytes": 0},
             {"name": "dead-dump", "host": "dead", "path": "/var/backups/*.dump", "min_size_bytes": 0},
         ],
     }

@@ -51,7 +51,7 @@ class Side(Model):
                 raise ValueError(f"{what} goes with {family}" if given else f"{family} needs {what}")
         problem = sql_problem(self.query) if self.query else None
         if problem:
-            raise ValueError(f"query: {problem}")
+            raise ValueError(problem)
         if self.path:
             try:
                 jmespath.compile(self.path)
