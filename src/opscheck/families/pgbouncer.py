@@ -7,6 +7,7 @@ Connect as a `stats_users` account: it may run SHOW commands and nothing else.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
@@ -59,7 +60,7 @@ class PgbouncerClient(TargetReader):
         self.timeout = timeout
         self._conn: psycopg.Connection[Any] | None = None
 
-    @property
+    @functools.cached_property
     def shown(self) -> str:
         return f'pgbouncer "{self.target.name}" ({mask_url(self.target.dsn.get_secret_value())})'
 

@@ -9,6 +9,7 @@ any user can undo it, and PgBouncer rejects startup options.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -266,7 +267,7 @@ class PostgresClient:
         self._sees_all: bool | None = None
         self._lock = threading.Lock()
 
-    @property
+    @functools.cached_property
     def shown(self) -> str:
         return f'postgres "{self.target.name}" ({mask_url(self.target.dsn.get_secret_value())})'
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -98,7 +99,7 @@ class RedisClient(TargetReader):
                 )
             return self._redis
 
-    @property
+    @functools.cached_property
     def shown(self) -> str:
         return f'redis "{self.target.name}" ({mask_url(self.target.url.get_secret_value())})'
 
