@@ -3,6 +3,8 @@
 import html
 from collections import Counter, defaultdict
 
+SHOWN = {"xfailed": "waived"}  # pytest's outcome name, and what opscheck calls it
+
 
 def family_chart(results: dict) -> str:
     """A bar per family, green for passed and red for failed: the morning's answer at a glance."""
@@ -26,10 +28,10 @@ def family_chart(results: dict) -> str:
             if width:
                 rows.append(
                     f'<rect x="{x:.0f}" y="{y}" width="{width:.0f}" height="14" '
-                    f'fill="{colour}"><title>{outcome}: {counts[outcome]}</title></rect>'
+                    f'fill="{colour}"><title>{SHOWN.get(outcome, outcome)}: {counts[outcome]}</title></rect>'
                 )
                 x += width
-        label = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        label = ", ".join(f"{SHOWN.get(k, k)} {v}" for k, v in sorted(counts.items()))
         rows.append(f'<text x="0" y="{y + 11}" font-size="12">{html.escape(family)}</text>')
         rows.append(f'<text x="{x + 6:.0f}" y="{y + 11}" font-size="11">{html.escape(label)}</text>')
         y += 20

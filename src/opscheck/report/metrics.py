@@ -22,6 +22,11 @@ def _labels(**labels: str) -> str:
     return "{" + ",".join(f'{k}="{escape(v)}"' for k, v in labels.items()) + "}"
 
 
+def _number(value: float) -> str:
+    """Exactly: 1, 0.25, 1796118587.035 (the format's `%g` would round a timestamp to 1.79612e+09)."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
 def exposition(summary: dict, finished_ts: float) -> str:
     """The run in the Prometheus text format (0.0.4)."""
     env = summary["environment"]
@@ -30,7 +35,7 @@ def exposition(summary: dict, finished_ts: float) -> str:
     def family(metric: str, help_text: str, samples: list[tuple[dict, float]]) -> None:
         lines.append(f"# HELP {metric} {help_text}")
         lines.append(f"# TYPE {metric} gauge")
-        lines.extend(f"{metric}{_labels(**labels)} {value:g}" for labels, value in samples)
+        lines.extend(f"{metric}{_labels(**labels)} {_number(value)}" for labels, value in samples)
 
     checks = summary["checks"]
 

@@ -194,7 +194,8 @@ def history_page(environment: str, runs: list[dict], path: Path) -> int:
         flap_changes=history.FLAP_CHANGES,
         severities=SEVERITIES,
         family_runs=[
-            {"when": when(r.get("started", "")), "short": r.get("started", "")[5:16].replace("T", " ")} for r in recent
+            {"when": when(r.get("started", "")), "short": "latest" if n == 0 else f"-{n}"}
+            for n, r in reversed(list(enumerate(reversed(recent))))
         ],
         family_rows=family_rows,
     )

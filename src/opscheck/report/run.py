@@ -313,11 +313,19 @@ def _message(report) -> str:
 
 
 def terminal_lines(summary: dict, limit: int = 20) -> list[str]:
-    """The p0 and p1 failures, worst first, one line each with target, message and since when."""
+    """The p0 and p1 failures, worst first, one line each with target, message and since when;
+    checks blocked by their target's first connection error folded into one line per target."""
     bad = [c for c in summary["checks"] if failing(c)]
     urgent = sorted((c for c in bad if c.get("severity") in ("p0", "p1")), key=lambda c: (c["severity"], c["id"]))
     lines = [f"  {cause['text']}" for cause in summary.get("causes", [])]
-    for entry in urgent[:limit]:
+    shown: list[dict] = []
+    blocked: dict[str, list[dict]] = {}
+    for entry in urgent:
+        if measured(entry).startswith("blocked: "):
+            blocked.setdefault(target_ref(entry), []).append(entry)
+        else:
+            shown.append(entry)
+    for entry in shown[:limit]:
         since = entry.get("failing_since", "")[:16].replace("T", " ")
         runs = int(entry.get("failing_runs") or 1)
         tail = f"since {since} UTC ({runs} runs)" if runs > 1 else "new in this run"
@@ -325,8 +333,11 @@ def terminal_lines(summary: dict, limit: int = 20) -> list[str]:
             tail += f"; likely caused by {entry['caused_by']}"
         what = first_line(measured(entry), 160)
         lines.append(f"  {entry['severity']} {target_ref(entry) or '-'} {name(entry)}: {what} [{tail}]")
-    if len(urgent) > limit:
-        lines.append(f"  ... and {len(urgent) - limit} more p0/p1 failures")
+    if len(shown) > limit:
+        lines.append(f"  ... and {len(shown) - limit} more p0/p1 failures")
+    for ref, entries in blocked.items():
+        names = ", ".join(name(c).split("[")[0] for c in entries)
+        lines.append(f"  {len(entries)} more p0/p1 on {ref} blocked by its first connection error: {names}")
     rest = len(bad) - len(urgent)
     if rest:
         lines.append(f"  and {rest} p2/p3 failure{'s' if rest != 1 else ''}: see the run page")
