@@ -25,6 +25,7 @@ from opscheck.report.verdict import (
     severity_rank,
     status,
     target_ref,
+    verdict_line,
 )
 
 _ENV = jinja2.Environment(
@@ -141,7 +142,7 @@ def _run_row(summary: dict) -> dict:
         failing=summary.get("failing") or failing_by_severity(checks),
         status_counts=statuses,
         n_failing=statuses["failed"],
-        verdict=summary.get("verdict") or "",
+        verdict=summary.get("verdict") or verdict_line(checks),  # a summary from before the field
     )
 
 
