@@ -185,3 +185,4 @@ def test_a_metrics_file_in_a_missing_folder_stops_the_run(run_checks, tmp_path):
     result = run_checks({"environment": ENV}, f"--metrics-file={tmp_path / 'nowhere' / 'opscheck.prom'}")
     assert result.rc == 4, result.output
     assert "does not exist" in result.output and "Traceback" not in result.output
+    assert not result.reports_dir.exists(), "no run directory for a refused run"

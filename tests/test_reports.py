@@ -39,11 +39,12 @@ def test_failure_shows_runbook_hint_everywhere(run_checks):
     latest = result.reports_dir / "local" / "latest"
     assert "runbook: Little available memory" in (latest / "details.html").read_text()
     assert "<b>runbook:</b> Little available memory" in (latest / "report.html").read_text()
-    assert "opscheck local: 1 p1 failing on 1 target" in result.output
     failure = ET.parse(latest / "junit.xml").getroot().find(".//failure")
     assert "runbook: Little available memory" in (failure.get("message", "") + (failure.text or ""))
     summary = json.loads((latest / "summary.json").read_text())
     assert summary["families"]["hosts"]["failed"] == 1
+    assert summary["verdict"].startswith("1 p1") and summary["verdict"].endswith("failing on 1 target")
+    assert f"opscheck local: {summary['verdict']}" in result.output, "the verdict ends the terminal output"
 
 
 def test_old_runs_are_pruned(run_checks, tmp_path):

@@ -63,7 +63,7 @@ OPTIONAL = dict.fromkeys(
 )
 
 
-def _view(entry: dict, summary: dict) -> dict:
+def _view(entry: dict, summary: dict, new: set[str]) -> dict:
     """A check entry with what the templates show."""
     since_run = entry.get("failing_since_run")
     view = {**OPTIONAL, **entry}
@@ -73,7 +73,7 @@ def _view(entry: dict, summary: dict) -> dict:
         status=status(entry),
         measured=measured(entry),
         anchor="c-" + "".join(ch if ch.isalnum() else "-" for ch in name(entry)),
-        new=entry["id"] in set(summary.get("changes", {}).get("new_failures", [])),
+        new=entry["id"] in new,
         since=when(entry.get("failing_since", "")),
         since_link=f"../{since_run}/report.html" if since_run and since_run != summary.get("run") else "",
         failing_runs=int(entry.get("failing_runs") or 1),
@@ -88,7 +88,8 @@ def _order(entries: list[dict]) -> list[dict]:
 
 def run_page(summary: dict, path: Path, details: str = "") -> int:
     """reports/<env>/<run>/report.html; returns its size in bytes."""
-    views = [_view(c, summary) for c in summary["checks"]]
+    new = set(summary.get("changes", {}).get("new_failures", []))
+    views = [_view(c, summary, new) for c in summary["checks"]]
     by_id = {v["id"]: v for v in views}
     causes = []
     grouped: set[str] = set()
@@ -96,9 +97,7 @@ def run_page(summary: dict, path: Path, details: str = "") -> int:
         items = _order([by_id[i] for i in cause["checks"] if i in by_id])
         grouped.update(c["id"] for c in items)
         refs = sorted({c["ref"] for c in items})
-        causes.append(
-            dict(cause, entries=items, targets=refs, dependents=[r for r in refs if r != cause["target"]] or ["?"])
-        )
+        causes.append(dict(cause, entries=items, targets=refs, dependents=[r for r in refs if r != cause["target"]]))
     by_severity: list[tuple[str, list[dict]]] = []
     rest = [v for v in views if v["status"] == "failed" and v["id"] not in grouped]
     for severity in (*SEVERITIES, ""):

@@ -12,6 +12,7 @@ Prometheus metrics (a textfile, a Pushgateway).
 import contextlib
 import html
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -82,6 +83,7 @@ class Run:
         # folders this run creates (reports/<env>/ on a first run): a run that executes no check removes them
         self.created = [p for p in (self.env_dir, *self.env_dir.parents) if not p.exists()]
         self.exitstatus: int = pytest.ExitCode.INTERNAL_ERROR  # until the session says otherwise
+        self.metrics_file = _metrics_file(config)  # refused before a run directory exists
         self.dir = self._new_run_dir()
         self.results: dict[str, dict] = {}
         self.counts: Counter = Counter()
@@ -89,8 +91,6 @@ class Run:
         self.remembered: dict = {}
         self.git = git_revision(Path(inventory_path).resolve().parent)
         self.runner = socket.gethostname()
-        self.metrics_file = _metrics_file(config)
-        self.page_sizes: dict[str, int] = {}
         self._analysis: dict | None = None
         if not config.getoption("htmlpath", None):  # pytest-html: every check in detail, beside the run page
             config.option.htmlpath = str(self.dir / "details.html")
@@ -217,12 +217,10 @@ class Run:
 
         html = Path(self.config.option.htmlpath)
         details = html.name if html.parent == self.dir and html.exists() else ""
-        self.page_sizes["run"] = pages.run_page(summary, self.dir / "report.html", details)
+        pages.run_page(summary, self.dir / "report.html", details)
         kept = [r for r in runs if (self.env_dir / r["run"]).is_dir()]
-        self.page_sizes["history"] = pages.history_page(
-            self.inventory.environment, [*kept, summary], self.env_dir / "index.html"
-        )
-        self.page_sizes["environments"] = pages.environments_page(self.env_dir.parent)
+        pages.history_page(self.inventory.environment, [*kept, summary], self.env_dir / "index.html")
+        pages.environments_page(self.env_dir.parent)
 
     def _write_metrics(self, summary: dict, finished: datetime) -> None:
         url = self.config.getoption("pushgateway")
@@ -292,7 +290,8 @@ class Run:
 
     def pytest_html_results_summary(self, prefix, summary, postfix):
         verdict = self.analyse()["summary"]["verdict"] if self.counts else ""
-        prefix.append(f'<p><a href="report.html">The run page</a>: {html.escape(verdict)}</p>')
+        page = os.path.relpath(self.dir / "report.html", Path(self.config.option.htmlpath).resolve().parent)
+        prefix.append(f'<p><a href="{html.escape(page)}">The run page</a>: {html.escape(verdict)}</p>')
 
 
 def _outcome(report) -> str | None:
