@@ -22,6 +22,9 @@ from tests.servers import HttpServer, Route, SilentListener
 from tests.servers_metrics import NodeExporter, Pushgateway
 from tests.servers_monitoring import PrometheusServer
 
+# the module-scoped scenario (servers, suite runs) is timed as part of its first test
+pytestmark = pytest.mark.timeout(180)
+
 ENV = "metrics"
 
 

@@ -32,6 +32,9 @@ from tests.conftest import IN_CI, run_suite
 from tests.servers import HttpServer, RedisServer, Route
 from tests.servers_browser import Chromium
 
+# the module-scoped scenario (servers, suite runs) is timed as part of its first test
+pytestmark = pytest.mark.timeout(300)
+
 ENV = "agentauri"
 RUNS = 10
 
