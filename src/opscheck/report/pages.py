@@ -7,6 +7,7 @@ and a summary block to a table it orders itself, not the severity-first page an 
 engineer needs. This module is imported at the end of a run, never at start-up.
 """
 
+import re
 from collections import defaultdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -57,6 +58,7 @@ def _write(path: Path, template: str, **context) -> int:
     return len(text.encode())
 
 
+NOT_ID = re.compile(r"[^0-9A-Za-z]")
 # keys a check entry may lack (the templates read them all)
 OPTIONAL = dict.fromkeys(
     ("severity", "family", "runbook", "caused_by", "flapping", "waived_by", "waived_until", "waiver_reason"), ""
@@ -72,7 +74,7 @@ def _view(entry: dict, summary: dict, new: set[str]) -> dict:
         ref=target_ref(entry),
         status=status(entry),
         measured=measured(entry),
-        anchor="c-" + "".join(ch if ch.isalnum() else "-" for ch in name(entry)),
+        anchor="c-" + NOT_ID.sub("-", name(entry)),
         new=entry["id"] in new,
         since=when(entry.get("failing_since", "")),
         since_link=f"../{since_run}/report.html" if since_run and since_run != summary.get("run") else "",
