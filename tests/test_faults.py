@@ -77,7 +77,7 @@ def test_postgres_frozen_mid_query(pg, tmp_path):
     result.assert_failed("test_postgres_sql_assertion[db:c-after]", "blocked: ")
     assert checks_seconds(result) < DEADLINE + 2, result.summary["checks"]
     assert (tmp_path / "reports" / "faults" / "latest" / "summary.json").exists()
-    assert set(report_files(tmp_path / "reports")) == {"report.html", "junit.xml", "summary.json"}
+    assert set(report_files(tmp_path / "reports")) == RUN_FILES
 
 
 def test_postgres_frozen_before_the_run(pg, tmp_path):
@@ -120,14 +120,27 @@ def test_redis_frozen_is_not_answering(tmp_path):
 
 LOCAL = (REPO / "inventories" / "local.yml").read_text()
 ONE_CHECK = ("-k", "test_memory_available")
+RUN_FILES = {"report.html", "details.html", "junit.xml", "summary.json"}
+
+
+def _fill(path, leave: int) -> None:
+    """Fill a filesystem to the last `leave` bytes."""
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(b"x" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    os.truncate(path, max(0, os.path.getsize(path) - leave))
 
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 64 KiB tmpfs: one run's reports (about 40 KB) fit, the second's do not."""
+    """A 1 MiB tmpfs: one run's reports fit; fill() then leaves too little for another's."""
     folder = tmp_path / "disk"
     folder.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], capture_output=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True)
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
     yield folder
@@ -138,6 +151,7 @@ def test_full_reports_directory(small_disk, tmp_path):
     first = run_suite(LOCAL, tmp_path / "a", *ONE_CHECK, f"--reports-dir={small_disk}")
     assert first.rc in (0, 1) and (small_disk / "local" / "latest" / "summary.json").exists(), first.output
     latest = os.readlink(small_disk / "local" / "latest")
+    _fill(small_disk / "filler", leave=16 * 1024)  # a run directory can be made, its reports cannot be written
     second = run_suite(LOCAL, tmp_path / "b", *ONE_CHECK, f"--reports-dir={small_disk}")
     assert_clean(second)
     assert second.rc == 6, second.output
@@ -147,7 +161,7 @@ def test_full_reports_directory(small_disk, tmp_path):
     runs = [p for p in (small_disk / "local").iterdir() if p.is_dir() and not p.is_symlink()]
     for run in runs:  # the complete first run, and nothing truncated of the second
         names = {f.name for f in run.iterdir()}
-        assert names in ({"report.html", "junit.xml", "summary.json"}, set()), names
+        assert names in (RUN_FILES, set()), names
 
 
 def test_reports_directory_replaced_by_a_file_mid_run(pg, tmp_path):

@@ -64,14 +64,15 @@ def test_dsn_and_header_secrets_stay_out_of_every_report(tmp_path):
         ],
         "hosts": [{"name": "web", "spec": f"ssh://deploy@127.0.0.1:{port}", "timeout": 2}],
     }
-    result = run_suite(inventory, tmp_path)
+    result = run_suite(inventory, tmp_path, f"--metrics-file={tmp_path / 'opscheck.prom'}")
     assert result.rc == 1, result.output
     assert result.outcome("test_postgres_select_1[kv]") == "failed"
     assert result.outcome("test_postgres_select_1[query]") in ("xfailed", "skipped"), result.output
     texts = [result.output] + [
         p.read_text(errors="replace")
         for p in tmp_path.rglob("*")
-        if p.is_file() and p.suffix in (".json", ".xml", ".html")
+        if p.is_file() and p.suffix in (".json", ".xml", ".html", ".prom")
     ]
+    assert (tmp_path / "opscheck.prom").exists() and (tmp_path / "reports" / "index.html").exists()
     for secret in ("kv secret pw", "query-secret-pw", "url-token-777", "YWRtaW46aHVudGVyMg=="):
         assert not any(secret in text for text in texts), f"{secret} leaked"

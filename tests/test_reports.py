@@ -14,10 +14,13 @@ def test_run_writes_html_junit_summary_and_latest(run_checks):
     env_dir = result.reports_dir / "local"
     latest = env_dir / "latest"
     assert latest.is_symlink()
-    assert {p.name for p in latest.iterdir()} == {"report.html", "junit.xml", "summary.json"}
+    assert {p.name for p in latest.iterdir()} == {"report.html", "details.html", "junit.xml", "summary.json"}
     html = (latest / "report.html").read_text()
     for header in ("Environment", "Inventory", "Git revision", "Runner host", "Started (UTC)", "Checks by family"):
         assert header in html, header
+    assert 'id="verdict" class="verdict good">no check failing: ' in html
+    details = (latest / "details.html").read_text()  # pytest-html: every check in detail
+    assert "Git revision" in details and 'href="report.html"' in details
     summary = json.loads((latest / "summary.json").read_text())
     assert summary["environment"] == "local" and summary["exit_status"] == 0
     assert summary["counts"]["passed"] == len(summary["checks"]) > 0
@@ -33,11 +36,14 @@ def test_failure_shows_runbook_hint_everywhere(run_checks):
     assert result.rc == 1
     assert "runbook: Little available memory" in result.output
     latest = result.reports_dir / "local" / "latest"
-    assert "runbook: Little available memory" in (latest / "report.html").read_text()
+    assert "runbook: Little available memory" in (latest / "details.html").read_text()
+    assert "<b>runbook:</b> Little available memory" in (latest / "report.html").read_text()
     failure = ET.parse(latest / "junit.xml").getroot().find(".//failure")
     assert "runbook: Little available memory" in (failure.get("message", "") + (failure.text or ""))
     summary = json.loads((latest / "summary.json").read_text())
     assert summary["families"]["hosts"]["failed"] == 1
+    assert summary["verdict"].startswith("1 p1") and summary["verdict"].endswith("failing on 1 target")
+    assert f"opscheck local: {summary['verdict']}" in result.output, "the verdict ends the terminal output"
 
 
 def test_old_runs_are_pruned(run_checks, tmp_path):

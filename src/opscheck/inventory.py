@@ -138,6 +138,16 @@ class Inventory(Model):
                 if t.serves_certificate_file
             ),
         ]
+        for section in sections():
+            for target in getattr(self, section):
+                for ref in target.depends_on:
+                    needed, _, name = ref.partition(":")
+                    where = f"{section} {target.name!r}: depends_on"
+                    if needed not in FAMILIES:
+                        raise ValueError(f"{where}: {ref!r} names no section of the inventory")
+                    if (needed, name) == (section, target.name):
+                        raise ValueError(f"{where}: {ref!r} is the target itself")
+                    references.append((where, name, needed))
         for where, name, section in references:
             if name not in names(section):
                 raise ValueError(f"{where}: {name!r} is not a target of the {section} section")

@@ -20,7 +20,8 @@ from pytest_metadata.plugin import metadata_key
 
 from opscheck import waivers
 from opscheck.core import markers
-from opscheck.core.errors import ConfigError, OpscheckError
+from opscheck.core import redact as redaction
+from opscheck.core.errors import ConfigError, OpscheckError, TargetUnreachable
 from opscheck.core.gather import DEFAULT_WORKERS, Gatherer, GatherSpec, Selection
 from opscheck.core.model import INVENTORY_KEY, INVENTORY_PATH_KEY, PARAMS_KEY, STATE_KEY, Param, Target, target_of
 from opscheck.core.redact import redact
@@ -123,6 +124,25 @@ def pytest_addoption(parser):
         help="threads that read the selected targets at once after collection (0: each check reads when it runs)",
     )
     group.addoption(
+        "--metrics-file",
+        default=None,
+        metavar="PATH",
+        help="also write the results as Prometheus metrics to PATH (*.prom, for node_exporter's textfile collector)",
+    )
+    group.addoption(
+        "--pushgateway",
+        default=None,
+        metavar="URL",
+        help="also push the results to this Prometheus Pushgateway (job opscheck, environment <env>)",
+    )
+    group.addoption(
+        "--pushgateway-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds for the Pushgateway to connect and to answer (default 10)",
+    )
+    group.addoption(
         "--param",
         action="append",
         default=[],
@@ -169,6 +189,8 @@ def pytest_configure(config):
             f"invalid inventory {path} ({len(exc.problems)} problem(s)):\n  " + "\n  ".join(exc.problems)
         ) from None
     config.stash[INVENTORY_KEY] = inventory
+    if config.getoption("pushgateway"):
+        redaction.register(config.getoption("pushgateway"))  # its credentials, if the URL has any
     config.stash[INVENTORY_PATH_KEY] = path
     config.stash[PARAMS_KEY] = _parse_params(config.getoption("param"))
     under_xdist = hasattr(config, "workerinput") or getattr(config.option, "dist", "no") != "no"
@@ -414,6 +436,12 @@ def pytest_collection_finish(session):
         active, expired = waivers.waiver_of(found, item, now)
         if active or expired:
             item.stash[WAIVER_OF] = (active, expired)
+        if active:  # the run page shows who waived it, until when, and why
+            item.user_properties += [
+                ("waived_by", active.owner),
+                ("waived_until", active.shown_until()),
+                ("waiver_reason", redact(active.reason)),
+            ]
     lines = waivers.header_lines(found, path, now)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if lines and reporter is not None:
@@ -522,6 +550,8 @@ def pytest_runtest_call(item):
     try:
         return (yield)
     except OpscheckError as exc:
+        if isinstance(exc, TargetUnreachable):  # the report names it as the cause of its dependents' failures
+            item.user_properties.append(("unreachable", redact(str(exc))))
         raise pytest.fail.Exception(str(exc), pytrace=False) from None
 
 

@@ -7,7 +7,7 @@ file from them, one explicit field per family.
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -28,6 +28,8 @@ Severity = Literal["p0", "p1", "p2", "p3"]
 Schedule = Literal["smoke", "daily", "weekly", "monthly", "adhoc"]
 Operator = Literal["==", "!=", "<", "<=", ">", ">=", "in", "not in", "matches", "exists"]
 Name = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$", max_length=100)
+# Another target of the inventory, by section and name: "postgres:agentauri-db".
+TargetRef = Annotated[str, Field(pattern=r"^[a-z_]+:[A-Za-z0-9][A-Za-z0-9_.:/-]*$", max_length=140)]
 
 
 class Model(BaseModel):
@@ -49,6 +51,11 @@ class Target(Model):
     severity_overrides: dict[str, Severity] = Field(
         default_factory=dict,
         description="raise or lower a built-in check's severity for this target: {check_name: p1}",
+    )
+    depends_on: list[TargetRef] = Field(
+        default_factory=list,
+        description="targets this one needs, as section:name (postgres:app-db): when one is unreachable, "
+        "this target's failures are reported as likely caused by it",
     )
 
     def secrets(self) -> list[str]:

@@ -1,9 +1,12 @@
-"""Reports of a run: reports/<env>/<timestamp>/{report.html, junit.xml, summary.json}.
+"""Reports of a run: reports/<env>/<timestamp>/{report.html, details.html, junit.xml, summary.json}.
 
 Only the controller (not an xdist worker) names the run directory and writes the
 summary, so a parallel run still yields one report. `reports/<env>/latest` points at
 the newest run, the last N runs are kept, and state.json carries what must survive
-between runs (the time of the last completed run).
+between runs (the time of the last completed run). Each run also rebuilds the history
+page of its environment (reports/<env>/index.html) and the list of environments
+(reports/index.html) from the kept runs' summaries, and can write its results as
+Prometheus metrics (a textfile, a Pushgateway).
 
 Faults do not lose a run silently. A reports directory that cannot be written (disk full,
 gone, replaced by a file) ends the run with exit code REPORTS_NOT_WRITTEN (6) and a line
@@ -14,6 +17,7 @@ latest, state.json and pruning, and replace both atomically (unique temporary na
 """
 
 import contextlib
+import html
 import json
 import os
 import shutil
@@ -29,8 +33,20 @@ from pathlib import Path
 import pytest
 from filelock import FileLock, Timeout
 
-from opscheck.core.redact import clip
-from opscheck.report.charts import family_chart
+from opscheck.core.redact import clip, redact
+from opscheck.inventory import sections
+from opscheck.report import history, metrics
+from opscheck.report.verdict import (
+    failing,
+    failing_by_severity,
+    first_line,
+    measured,
+    name,
+    root_causes,
+    status,
+    target_ref,
+    verdict_line,
+)
 
 RUN_NAME = "%Y%m%dT%H%M%SZ"
 SKIP_EXIT = {pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR}
@@ -100,6 +116,7 @@ class Run:
         self.session = None
         self.interrupted = False
         self.write_errors: list[str] = []
+        self.metrics_file = _metrics_file(config)  # refused before a run directory exists
         self.dir = self._new_run_dir()
         self.results: dict[str, dict] = {}
         self.counts: Counter = Counter()
@@ -107,8 +124,9 @@ class Run:
         self.remembered: dict = {}
         self.git = git_revision(Path(inventory_path).resolve().parent)
         self.runner = socket.gethostname()
-        if not config.getoption("htmlpath", None):
-            config.option.htmlpath = str(self.dir / "report.html")
+        self._analysis: dict | None = None
+        if not config.getoption("htmlpath", None):  # pytest-html: every check in detail, beside the run page
+            config.option.htmlpath = str(self.dir / "details.html")
             config.option.self_contained_html = True
         if not config.getoption("xmlpath", None):
             config.option.xmlpath = str(self.dir / "junit.xml")
@@ -176,6 +194,50 @@ class Run:
 
     # --- the end of the run ----------------------------------------------------------
 
+    def analyse(self) -> dict:
+        """The run read against its history: statuses, failing since, root causes, changes, flapping.
+
+        Computed once, when the terminal summary or the summary file first needs it.
+        """
+        if self._analysis is not None:
+            return self._analysis
+        runs = history.load_runs(self.env_dir, exclude=self.dir)
+        checks = sorted((dict(e) for e in self.results.values()), key=lambda e: e["id"])
+        for entry in checks:
+            entry["status"] = status(entry)
+        history.mark_failing_since(runs, checks, self.started.isoformat(timespec="seconds"), self.dir.name)
+        causes = root_causes(checks, self._depends_on())
+        current = {"checks": checks}
+        flaps = history.flapping([*runs, current])
+        for entry in checks:
+            if entry["id"] in flaps:
+                entry["flapping"] = flaps[entry["id"]]
+        durations: defaultdict[str, float] = defaultdict(float)
+        for entry in checks:
+            durations[entry.get("family") or "other"] += entry["duration"]
+        self._analysis = {
+            "history": runs,
+            "summary": {
+                "verdict": verdict_line(checks),
+                "failing": failing_by_severity(checks),
+                "failing_targets": sorted({target_ref(c) for c in checks if failing(c)}),
+                "causes": causes,
+                "previous_run": runs[-1]["run"] if runs else None,
+                "changes": history.changes(runs[-1] if runs else None, current),
+                "family_durations_s": {k: round(v, 3) for k, v in sorted(durations.items())},
+                "checks": checks,
+            },
+        }
+        return self._analysis
+
+    def _depends_on(self) -> dict[str, list[str]]:
+        return {
+            f"{section}:{target.name}": list(target.depends_on)
+            for section in sections()
+            for target in self.inventory.targets(section)
+            if target.depends_on
+        }
+
     def finish(self) -> None:
         if not self.counts and not self.interrupted:  # --collect-only, nothing selected: no run to report
             self._discard()
@@ -196,6 +258,7 @@ class Run:
         if self.write_errors:
             return
         self._name_junit_suite()
+        analysis = self.analyse()
         finished = datetime.now(UTC)
         by_family: defaultdict[str, Counter] = defaultdict(Counter)
         for entry in self.results.values():
@@ -210,13 +273,16 @@ class Run:
             "duration_s": round((finished - self.started).total_seconds(), 2),
             "exit_status": exitstatus,
             "interrupted": self.interrupted,
+            "run": self.dir.name,
             "counts": dict(self.counts, deselected=self.deselected),
             "families": {k: dict(v) for k, v in sorted(by_family.items())},
-            "checks": sorted(self.results.values(), key=lambda e: e["id"]),
+            **analysis["summary"],
         }
         _write_atomically(self.dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        self._write_pages(summary, analysis["history"])
         if self.interrupted:
-            return  # an interrupted run is reported, but latest and state.json stay where they were
+            return  # an interrupted run is reported, but latest, state.json and metrics stay where they were
+        self._write_metrics(summary, finished)
         try:
             lock = FileLock(str(self.env_dir / ".lock"), timeout=LOCK_SECONDS)
             with lock:
@@ -230,11 +296,40 @@ class Run:
         except Timeout:
             self.write_errors.append(f"{self.env_dir}/.lock: held by another run for over {LOCK_SECONDS} s")
 
+    def _write_pages(self, summary: dict, runs: list[dict]) -> None:
+        """The run page, the environment's history page and the list of environments."""
+        from opscheck.report import pages  # Jinja2 and the templates: at the end of a run, not at start-up
+
+        html = Path(self.config.option.htmlpath)
+        details = html.name if html.parent == self.dir and html.exists() else ""
+        pages.run_page(summary, self.dir / "report.html", details)
+        kept = [r for r in runs if (self.env_dir / r["run"]).is_dir()]
+        pages.history_page(self.inventory.environment, [*kept, summary], self.env_dir / "index.html")
+        pages.environments_page(self.env_dir.parent)
+
+    def _write_metrics(self, summary: dict, finished: datetime) -> None:
+        url = self.config.getoption("pushgateway")
+        if not self.metrics_file and not url:
+            return
+        text = metrics.exposition(summary, finished.timestamp())
+        problems = []
+        if self.metrics_file:
+            try:
+                metrics.write_textfile(self.metrics_file, text)
+            except OSError as exc:
+                problems.append(f"cannot write the metrics file {self.metrics_file}: {exc.strerror or exc}")
+        if url:
+            problem = metrics.push(url, self.inventory.environment, text, self.config.getoption("pushgateway_timeout"))
+            if problem:
+                problems.append(redact(problem))
+        for problem in problems:  # the checks' verdict stands; the metrics did not arrive
+            print(f"opscheck: WARNING: {problem}", file=sys.stderr)
+
     def _reports_lost(self) -> None:
         """Say it, exit REPORTS_NOT_WRITTEN, and leave no truncated report behind."""
-        for name in ("report.html", "junit.xml", "summary.json"):
+        for page in ("report.html", "details.html", "junit.xml", "summary.json"):
             with contextlib.suppress(OSError):
-                (self.dir / name).unlink(missing_ok=True)
+                (self.dir / page).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.dir.rmdir()  # empty now, unless something else is in it
         print(
@@ -320,26 +415,33 @@ class Run:
     def _prune(self) -> None:
         """Keep the newest N finished runs; a run still in progress (no summary yet) is left alone."""
         keep = max(1, self.config.getoption("keep_runs"))
-        runs = sorted(
-            p
-            for p in self.env_dir.iterdir()
-            if p.is_dir() and not p.is_symlink() and p.name[:8].isdigit() and (p / "summary.json").exists()
-        )
+        runs = [p for p in history.run_dirs(self.env_dir) if (p / "summary.json").exists()]
         for old in runs[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
 
     def pytest_terminal_summary(self, terminalreporter):
+        """The verdict line and the p0/p1 failures, so a CI log or a cron mail reads without the HTML."""
         if self.interrupted:
             terminalreporter.write_line(
                 f"opscheck: run interrupted: reported as such in {self.dir}; latest and state.json unchanged", red=True
             )
-        elif self.counts and not self.write_errors:
-            terminalreporter.write_line(f"opscheck: reports in {self.dir}")
+        if not self.counts:
+            return
+        summary = self.analyse()["summary"]
+        bad = any(failing(c) for c in summary["checks"])
+        terminalreporter.write_sep(
+            "=", f"opscheck {self.inventory.environment}: {summary['verdict']}", red=bad, green=not bad, bold=True
+        )
+        for line in terminal_lines(summary):
+            terminalreporter.write_line(line)
+        if not self.write_errors:
+            terminalreporter.write_line(f"opscheck: run page {self.dir / 'report.html'}")
+            terminalreporter.write_line(f"opscheck: history {self.env_dir / 'index.html'}")
 
-    # --- the HTML report -------------------------------------------------------------
+    # --- pytest-html's page (details.html) ---------------------------------------------
 
     def pytest_html_report_title(self, report):
-        report.title = f"opscheck: {self.inventory.environment}"
+        report.title = f"opscheck: {self.inventory.environment}, every check in detail"
 
     def pytest_html_results_summary(self, prefix, summary, postfix):
         if self.interrupted:
@@ -347,7 +449,9 @@ class Run:
                 '<p style="color:#b00;font-weight:bold">INTERRUPTED: this run was stopped (Ctrl-C) before every '
                 "check ran; it is not a complete result.</p>"
             )
-        prefix.append(family_chart(self.results))
+        verdict = self.analyse()["summary"]["verdict"] if self.counts else ""
+        page = os.path.relpath(self.dir / "report.html", Path(self.config.option.htmlpath).resolve().parent)
+        prefix.append(f'<p><a href="{html.escape(page)}">The run page</a>: {html.escape(verdict)}</p>')
 
 
 UNFINISHED = "unfinished"
@@ -368,3 +472,49 @@ def _message(report) -> str:
     if report.skipped and isinstance(report.longrepr, tuple):
         text = report.longrepr[2]
     return clip(text, 4000)  # a second net: every message is redacted where it is written
+
+
+def terminal_lines(summary: dict, limit: int = 20) -> list[str]:
+    """The p0 and p1 failures, worst first, one line each with target, message and since when;
+    checks blocked by their target's first connection error folded into one line per target."""
+    bad = [c for c in summary["checks"] if failing(c)]
+    urgent = sorted((c for c in bad if c.get("severity") in ("p0", "p1")), key=lambda c: (c["severity"], c["id"]))
+    lines = [f"  {cause['text']}" for cause in summary.get("causes", [])]
+    shown: list[dict] = []
+    blocked: dict[str, list[dict]] = {}
+    for entry in urgent:
+        if measured(entry).startswith("blocked: "):
+            blocked.setdefault(target_ref(entry), []).append(entry)
+        else:
+            shown.append(entry)
+    for entry in shown[:limit]:
+        since = entry.get("failing_since", "")[:16].replace("T", " ")
+        runs = int(entry.get("failing_runs") or 1)
+        tail = f"since {since} UTC ({runs} runs)" if runs > 1 else "new in this run"
+        if entry.get("caused_by"):
+            tail += f"; likely caused by {entry['caused_by']}"
+        what = first_line(measured(entry), 160)
+        lines.append(f"  {entry['severity']} {target_ref(entry) or '-'} {name(entry)}: {what} [{tail}]")
+    if len(shown) > limit:
+        lines.append(f"  ... and {len(shown) - limit} more p0/p1 failures")
+    for ref, entries in blocked.items():
+        names = ", ".join(name(c).split("[")[0] for c in entries)
+        lines.append(f"  {len(entries)} more p0/p1 on {ref} blocked by its first connection error: {names}")
+    rest = len(bad) - len(urgent)
+    if rest:
+        lines.append(f"  and {rest} p2/p3 failure{'s' if rest != 1 else ''}: see the run page")
+    return lines
+
+
+def _metrics_file(config) -> Path | None:
+    """--metrics-file: its folder must exist (a textfile collector's directory); exit 4 otherwise."""
+    given = config.getoption("metrics_file")
+    if not given:
+        return None
+    path = Path(given)
+    path = path if path.is_absolute() else config.invocation_params.dir / path
+    if not path.parent.is_dir():
+        raise pytest.UsageError(f"--metrics-file {path}: the folder {path.parent} does not exist")
+    if path.suffix != ".prom":
+        raise pytest.UsageError(f"--metrics-file {path}: node_exporter's textfile collector reads only *.prom files")
+    return path
