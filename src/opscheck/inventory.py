@@ -26,6 +26,7 @@ from opscheck.families.docker import Docker
 from opscheck.families.grafana import Grafana
 from opscheck.families.hosts import Host
 from opscheck.families.http import HttpEndpoint
+from opscheck.families.kubernetes import Kubernetes
 from opscheck.families.logs import LogSource
 from opscheck.families.pgbouncer import Pgbouncer
 from opscheck.families.postgres import Postgres
@@ -52,6 +53,7 @@ class Inventory(Model):
     pgbouncer: list[Pgbouncer] = Field(default_factory=list)
     redis: list[Redis] = Field(default_factory=list)
     docker: list[Docker] = Field(default_factory=list)
+    kubernetes: list[Kubernetes] = Field(default_factory=list)
     logs: list[LogSource] = Field(default_factory=list)
     prometheus: list[Prometheus] = Field(default_factory=list)
     alertmanager: list[Alertmanager] = Field(default_factory=list)
@@ -84,6 +86,7 @@ class Inventory(Model):
             *((f"backups {b.name!r}: host", b.host, "hosts") for b in self.backups if b.host),
             *((f"logs {s.name!r}: host", s.host, "hosts") for s in self.logs if s.host),
             *((f"logs {s.name!r}: docker", s.docker, "docker") for s in self.logs if s.docker),
+            *((f"logs {s.name!r}: kubernetes", s.kubernetes, "kubernetes") for s in self.logs if s.kubernetes),
             *(
                 (f"tls {t.name!r}: serves_certificate_file", t.serves_certificate_file, "certificate_files")
                 for t in self.tls

@@ -24,6 +24,7 @@ FAMILIES: dict[str, str] = {
     "pgbouncer": "opscheck.families.pgbouncer",
     "redis": "opscheck.families.redis",
     "docker": "opscheck.families.docker",
+    "kubernetes": "opscheck.families.kubernetes",
     "logs": "opscheck.families.logs",
     "prometheus": "opscheck.families.prometheus",
     "alertmanager": "opscheck.families.alertmanager",
