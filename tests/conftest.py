@@ -17,6 +17,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# The real-cluster self-test exists only where KUBECONFIG names a cluster: absent, not skipped, elsewhere.
+collect_ignore = [] if os.environ.get("KUBECONFIG") else ["test_kubernetes_real_cluster.py"]
 
 
 @dataclass
