@@ -387,6 +387,7 @@ CERT_HINT = (
 )
 
 
+@pytest.mark.tls
 @pytest.mark.p1
 @pytest.mark.smoke
 @pytest.mark.runbook(CERT_HINT)
@@ -413,6 +414,7 @@ def _expiry(k8s_certificates, kube, limit: float, level: str) -> None:
     expect(not any(short), f"{_where(kube, namespace)}: " + listed([s for s in short if s]))
 
 
+@pytest.mark.tls
 @pytest.mark.p2
 @pytest.mark.daily
 @pytest.mark.runbook(EXPIRY_HINT)
@@ -420,6 +422,7 @@ def test_k8s_certificates_expiry_warning(k8s_certificates, kube):
     _expiry(k8s_certificates, kube, k8s_certificates.target.warn_days, "warning")
 
 
+@pytest.mark.tls
 @pytest.mark.p0
 @pytest.mark.smoke
 @pytest.mark.runbook(EXPIRY_HINT)
@@ -427,6 +430,7 @@ def test_k8s_certificates_expiry_critical(k8s_certificates, kube):
     _expiry(k8s_certificates, kube, k8s_certificates.target.crit_days, "critical")
 
 
+@pytest.mark.tls
 @pytest.mark.p2
 @pytest.mark.daily
 @pytest.mark.runbook(CERT_HINT)

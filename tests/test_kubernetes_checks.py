@@ -415,6 +415,9 @@ def test_namespace_severity_override(result):
     severity = {c["id"].split("::")[1]: c.get("severity") for c in result.summary["checks"]}
     assert severity[f"test_k8s_pods_running_and_ready[bad:{MON}]"] == "p1"
     assert severity[f"test_k8s_pods_running_and_ready[bad:{NS}]"] == "p0"
+    result.assert_failed(
+        f"test_k8s_pods_not_stuck[bad:{MON}]", "prometheus-0 0/1 Running: not Ready for 60 min > grace 5 min"
+    )
 
 
 def test_restarts_and_oom_kills(result):
@@ -689,3 +692,34 @@ def test_restart_count_growth_since_the_last_run(tmp_path):
         "2 container restart(s) since the last run > limit 0",
         "api-gateway-1/app restarted 2 time(s) (restart count 1 -> 3)",
     )
+
+
+def test_under_xdist_one_probe_and_one_timeout_per_cluster(tmp_path):
+    """Every xdist worker collects: the metrics probe and a dead server's timeout happen once."""
+    with KubeEmulator(cert_manager=False, metrics=False) as plain, SilentListener() as silent:
+        plain.put(pod("web-1", "default", {"app": "web"}, limits=LIMITS))
+        dead = tmp_path / "dead.kubeconfig"
+        dead.write_text(
+            "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+            f"clusters: [{{name: x, cluster: {{server: 'http://127.0.0.1:{silent.port}'}}}}]\n"
+            "users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: x, user: u}}]\n"
+        )
+        inventory = {
+            "environment": "selftest-k8s-xdist",
+            "kubernetes": [
+                {
+                    "name": "plain",
+                    "kubeconfig": str(plain.kubeconfig(tmp_path / "kc")),
+                    "namespaces": [{"name": "default"}],
+                },
+                {"name": "dead", "kubeconfig": str(dead), "timeout": 1, "namespaces": [{"name": "default"}]},
+            ],
+        }
+        result = run_suite(inventory, tmp_path / "run", "-n", "2")
+        probes = [r for r in plain.requests() if r.path == "/apis/metrics.k8s.io/v1beta1"]
+    assert "metrics-server does not answer on kubernetes plain" in result.output
+    assert len(probes) == 1, f"{len(probes)} metrics probes for one cluster"
+    assert silent.accepts == 1, f"{silent.accepts} connections to a dead API server under xdist"
+    dead_checks = [c for c in result.checks if "[dead" in c]
+    assert sum(not result.message(c).startswith("blocked: ") for c in dead_checks) == 1
+    result.assert_passed("test_k8s_pods_running_and_ready[plain:default]")
