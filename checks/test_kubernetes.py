@@ -90,6 +90,11 @@ def test_k8s_api_reachable(k8s_cluster, kube):
 def test_k8s_pods_running_and_ready(k8s_pods, kube):
     namespace = k8s_pods.value
     pods = kube.objects("pods", namespace.name)
+    expect(
+        bool(pods) or namespace.may_be_empty,
+        f"{_where(kube, namespace)}: no pods at all (a typo in the namespace, or it is gone? `kubectl get ns`; "
+        "set may_be_empty: true for a namespace that may run nothing)",
+    )
     bad = [why for why in (pod_not_running_ready(pod_view(p)) for p in pods) if why]
     expect(not bad, f"{_where(kube, namespace)}: {len(bad)} of {len(pods)} pod(s) not Running and Ready: {listed(bad)}")
 

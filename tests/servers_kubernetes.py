@@ -61,6 +61,7 @@ CORE = [r for r in RESOURCES.values() if not r.startswith(("cert-manager", "metr
 CERT_MANAGER = [r for r in RESOURCES.values() if r.startswith("cert-manager")]
 METRICS = [r for r in RESOURCES.values() if r.startswith("metrics")]
 EXEC_SECONDS = 30  # a command the emulator runs is killed after this
+GO_TRUE = {"1", "t", "T", "TRUE", "true", "True"}  # what the API server's strconv.ParseBool takes as true
 
 
 @dataclass
@@ -147,7 +148,7 @@ class _Emulator(kmock.KubernetesEmulator):
             lines = [(ts, text) for ts, text in lines if ts >= start]
         if "tailLines" in query:
             lines = lines[-int(query["tailLines"]) :] if int(query["tailLines"]) else []
-        stamped = query.get("timestamps") == "true"
+        stamped = query.get("timestamps") in GO_TRUE  # older clients send "True"
         body = "".join(
             (f"{ts.strftime('%Y-%m-%dT%H:%M:%S.%f')}000Z {text}\n" if stamped else f"{text}\n") for ts, text in lines
         ).encode()

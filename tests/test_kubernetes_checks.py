@@ -344,11 +344,14 @@ def world(tmp_path_factory):
             "environment": "selftest-k8s",
             "kubernetes": [
                 cluster("good", good.kubeconfig(folder / "good", token=TOKEN), good_probes),
-                cluster("bad", bad.kubeconfig(folder / "bad", token=TOKEN), bad_probes),
+                {
+                    **cluster("bad", bad.kubeconfig(folder / "bad", token=TOKEN), bad_probes),
+                    "namespaces": [*namespaces(bad_probes), {"name": "arch-separaton"}],  # a typo: no pods
+                },
                 {
                     "name": "plain",
                     "kubeconfig": str(plain.kubeconfig(folder / "plain", token=TOKEN)),
-                    "namespaces": [{"name": "default"}],
+                    "namespaces": [{"name": "default"}, {"name": "quiet", "may_be_empty": True}],
                 },
                 {
                     "name": "no-context",
@@ -407,6 +410,13 @@ def test_pods_crash_loop_image_pull_pending_unknown(result):
         "[unschedulable: 0/2 nodes are available: 2 Insufficient memory.]",
         "phase Unknown",
     )
+
+
+def test_a_namespace_without_pods_fails_unless_it_may_be_empty(result):
+    result.assert_failed(
+        "test_k8s_pods_running_and_ready[bad:arch-separaton]", "namespace arch-separaton: no pods at all (a typo"
+    )
+    result.assert_passed("test_k8s_pods_running_and_ready[plain:quiet]")
 
 
 def test_namespace_severity_override(result):

@@ -42,6 +42,7 @@ from opscheck.core.times import Duration, parse_duration, parse_time
 
 if TYPE_CHECKING:
     import croniter
+    import websocket
     from kubernetes import client as k8s_client
     from kubernetes import config as k8s_config
     from kubernetes import stream as k8s_stream
@@ -50,6 +51,7 @@ else:
     k8s_client = optional("kubernetes.client", "kubernetes")
     k8s_config = optional("kubernetes.config", "kubernetes")
     k8s_stream = optional("kubernetes.stream", "kubernetes")
+    websocket = optional("websocket", "kubernetes")
     k8s_utils = optional("kubernetes.utils", "kubernetes")
     croniter = optional("croniter", "kubernetes")
 
@@ -219,6 +221,9 @@ class Namespace(Model):
     )
     events_max: int = Field(default=0, ge=0, description="Warning events allowed in the window")
     probes: list[Probe] = Field(default_factory=list, description="opt-in in-pod checks (exec)")
+    may_be_empty: bool = Field(
+        default=False, description="a namespace without pods passes (default: it fails: a typo, or it is gone)"
+    )
     severity_overrides: dict[str, Severity] = Field(
         default_factory=dict, description="a check's severity for this namespace: {check_name: p1}"
     )
@@ -631,6 +636,8 @@ class KubeClient(TargetReader):
             f"else exec sh -c {quoted}; fi",
         ]
         core = k8s_client.CoreV1Api(self.api())
+        # the client opens the WebSocket without a timeout of its own: bound its connect and reads
+        websocket.setdefaulttimeout(self.timeout)
         try:
             ws = k8s_stream.stream(
                 core.connect_get_namespaced_pod_exec,
