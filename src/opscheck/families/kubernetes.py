@@ -1229,7 +1229,7 @@ def fmt_quantity(resource: str, value: Decimal) -> str:
 
 
 def pick_pod(client: KubeClient, namespace: str, probe: Probe) -> tuple[dict, str]:
-    """The pod (Running and Ready, newest name first) and container a probe execs into."""
+    """The pod (Running and Ready; the first by name) and the container a probe execs into."""
     pods = client.objects("pods", namespace)
     if probe.pod:
         chosen = [p for p in pods if name_of(p) == probe.pod]
