@@ -20,6 +20,7 @@ so these figures are the clients' own cost; a real API server adds its latency p
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -172,7 +173,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="suite runs to time (default 3)")
     args = parser.parse_args()
     print(f"command: {sys.executable} benchmarks/kubernetes_requests.py --runs {args.runs}")
-    print(f"cluster: {len(NAMESPACES)} namespaces, {sum(NAMESPACES.values())} pods, 3 nodes (KMock on loopback)\n")
+    print(f"cluster: {len(NAMESPACES)} namespaces, {sum(NAMESPACES.values())} pods, 3 nodes (KMock on loopback)")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"machine: {os.cpu_count()} cores, load average {load} (other work on the machine slows every figure)\n")
     with tempfile.TemporaryDirectory() as tmp, KubeEmulator() as emu:
         fill(emu)
         kubeconfig = emu.kubeconfig(Path(tmp) / "kubeconfig")

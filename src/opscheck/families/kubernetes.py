@@ -353,6 +353,7 @@ READS: dict[str, tuple[str, ...]] = {
     "k8s_certificate": ("certificates", "certificaterequests"),
     "k8s_events": ("events",),
     "k8s_network_policy": ("networkpolicies",),
+    "k8s_configmap": (),  # its ConfigMap by name, below
     "k8s_probe": ("pods",),
     "k8s_nodes": ("nodes",),
     "k8s_node_usage": ("nodes", "nodemetrics"),
@@ -370,6 +371,8 @@ def reads(argname: str, value: Any) -> list[tuple[str, str | None]]:
     found = [(k, None if KINDS[k].cluster else namespace) for k in kinds]
     if argname == "k8s_workload":
         found.append((WORKLOAD_KINDS[value.value[1]], namespace))
+    if argname == "k8s_configmap":
+        found.append((f"configmap/{value.value[1].name}", namespace))  # read by name: gather() gets it
     if argname == "k8s_probe":
         probe = value.value[1]
         if probe.deployment:
@@ -569,7 +572,7 @@ class KubeClient(TargetReader):
         self.unreachable.keep(error, reported=False)
 
     def gather(self) -> None:
-        """Perform every list the selected checks need, concurrently, once per run.
+        """Perform every list (and ConfigMap get) the selected checks need, concurrently, once per run.
 
         /version first: a dead API server then costs one timeout, not one per list. Failures
         are kept for the checks that read them (a connection error is not counted as shown,
@@ -589,8 +592,12 @@ class KubeClient(TargetReader):
             return
 
         def one(need: tuple[str, str | None]) -> None:
+            kind, namespace = need
             with contextlib.suppress(OpscheckError):  # kept for the checks that read it
-                self.objects(*need)
+                if kind.startswith("configmap/"):
+                    self.get_configmap(namespace or "", kind.removeprefix("configmap/"))
+                else:
+                    self.objects(kind, namespace)
 
         with ThreadPoolExecutor(max_workers=min(8, len(needs))) as pool:
             list(pool.map(one, needs))
