@@ -279,7 +279,14 @@ def log_sources(name: str) -> list[dict]:
             "required": [{"name": "listening", "pattern": "listening on :8080"}],
             "error_rate": {"pattern": '"level":"error"', "max_per_hour": 10},
         },
-        {"name": f"{name}-namespace", "kubernetes": name, "namespace": NS, "tail_lines": 50, "max_bytes": 2048},
+        {
+            "name": f"{name}-namespace",
+            "kubernetes": name,
+            "namespace": NS,
+            "tail_lines": 50,
+            "max_bytes": 2048,
+            "forbidden": [{"name": "panic", "pattern": "panic"}],
+        },
     ]
 
 
@@ -604,7 +611,14 @@ def test_pod_logs_as_a_log_source(result):
     )
     result.assert_failed("test_log_error_rate_below_limit[bad-gateway:errors]", "30 matching", "> limit 10/h")
     result.assert_failed("test_log_required_pattern_present[bad-gateway:listening]", "0 line(s) matching")
-    result.assert_failed("test_log_window_complete[bad-namespace]", "sent limitBytes 2,048 or tailLines 50")
+    message = result.assert_failed(
+        "test_log_window_complete[bad-namespace]",
+        "api-gateway-7d9f-abcde/app: more than limitBytes 2,048: kept the newest",
+    )
+    assert "api-gateway-5c4b-zzzzz/app: more than limitBytes 2,048" in message
+    result.assert_failed(  # the server cuts at limitBytes from the window's start: the newest lines are re-read
+        "test_log_forbidden_pattern_absent[bad-namespace:panic]", "nil pointer dereference"
+    )
     result.assert_passed(
         "test_log_window_complete[good-namespace]", "test_log_forbidden_pattern_absent[good-gateway:panic]"
     )

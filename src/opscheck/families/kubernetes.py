@@ -1349,9 +1349,14 @@ def pods_started(pods: list[dict]) -> datetime | None:
 
 def read_pod_logs(
     kube: KubeClient, shown: str, source: Any, pods: list[dict], since: datetime
-) -> list[tuple[str, bytes]]:
-    """[("pod/container", log bytes)] of every container of the pods (or the source's container),
-    read concurrently; the API server bounds each (sinceSeconds, limitBytes, tailLines)."""
+) -> list[tuple[str, bytes, str]]:
+    """[("pod/container", log bytes, why it was cut or "")] of every container of the pods (or
+    the source's container), read concurrently; the API server bounds each read.
+
+    The server applies tailLines and sinceSeconds, then stops at limitBytes: a window bigger
+    than max_bytes would come back as its OLDEST part. So a read that hit the byte limit is
+    read again with a tailLines sized from its average line length: the newest lines fit.
+    """
     wanted = [
         (name_of(p), c.get("name"))
         for p in pods
@@ -1360,17 +1365,30 @@ def read_pod_logs(
     ]
     if not wanted:
         raise OpscheckError(f"{shown}: the pods have no container {source.container}")
-    seconds = since_seconds(since)
+    seconds, limit = since_seconds(since), source.max_bytes
 
-    def one(pod_container: tuple[str, str]) -> tuple[str, bytes]:
-        pod, container = pod_container
+    def read(pod: str, container: str, tail: int) -> bytes:
         try:
-            body = kube.pod_log(source.namespace, pod, container, seconds, source.max_bytes, source.tail_lines)
+            return kube.pod_log(source.namespace, pod, container, seconds, limit, tail)
         except ApiError as exc:
             if exc.status != 400:  # 400: the container has not started yet (no log to read)
                 raise
-            body = b""
-        return f"{pod}/{container}", body
+            return b""
+
+    def one(pod_container: tuple[str, str]) -> tuple[str, bytes, str]:
+        pod, container = pod_container
+        body, cut = read(pod, container, source.tail_lines), ""
+        if len(body) >= limit:
+            tail = max(1, int(limit / (len(body) / max(1, body.count(b"\n"))) * 0.9))
+            if tail < source.tail_lines:
+                body = read(pod, container, tail)
+            if len(body) >= limit:  # the last line was cut in the middle
+                body = body[: body.rfind(b"\n") + 1]
+            kept = body.count(b"\n")
+            cut = f"more than limitBytes {limit:,}: kept the newest {kept:,} lines"
+        elif body.count(b"\n") >= source.tail_lines:
+            cut = f"tailLines {source.tail_lines:,} reached"
+        return f"{pod}/{container}", body, cut
 
     with ThreadPoolExecutor(max_workers=min(LOG_READERS, len(wanted))) as pool:
         return list(pool.map(one, wanted))

@@ -479,11 +479,10 @@ class LogReader:
         window = Window(source, since=since, started_at=started_at)
         bodies = read_pod_logs(kube, source.shown, source, pods, since)
         keeper, lines, cut = Keeper(source.max_bytes), [], []
-        for where, body in bodies:
+        for where, body, why in bodies:
             window.bytes_read += len(body)
             text = [line for line in body.decode(errors="replace").split("\n") if line]
-            if len(body) >= source.max_bytes or len(text) >= source.tail_lines:
-                cut.append(f"{where} sent limitBytes {source.max_bytes:,} or tailLines {source.tail_lines:,}")
+            cut += [f"{where}: {why}"] if why else []
             lines += [(ts or since, f"{where}: {line}") for ts, line in map(split_timestamp, text)]
         for ts, line in sorted(lines, key=lambda x: x[0]):  # the pods' lines, merged by time
             keeper.add(ts, line)
