@@ -24,6 +24,8 @@ LOCAL = (
     .read_text()
     .replace("spec: local://", "spec: local://\n    load_per_core_max: 1000")
 )
+# The real-cluster self-test exists only where KUBECONFIG names a cluster: absent, not skipped, elsewhere.
+collect_ignore = [] if os.environ.get("KUBECONFIG") else ["test_kubernetes_real_cluster.py"]
 
 
 @dataclass

@@ -43,6 +43,7 @@ from opscheck.families.grafana import Grafana
 from opscheck.families.grpc import GrpcHealth
 from opscheck.families.hosts import Fleet, Host, expand_fleets, host_entry_kind
 from opscheck.families.http import HttpEndpoint
+from opscheck.families.kubernetes import Kubernetes
 from opscheck.families.logs import LogSource
 from opscheck.families.pgbouncer import Pgbouncer
 from opscheck.families.postgres import Postgres
@@ -79,6 +80,7 @@ class Inventory(Model):
     pgbouncer: list[Pgbouncer] = Field(default_factory=list)
     redis: list[Redis] = Field(default_factory=list)
     docker: list[Docker] = Field(default_factory=list)
+    kubernetes: list[Kubernetes] = Field(default_factory=list)
     logs: list[LogSource] = Field(default_factory=list)
     commands: list[CommandTarget] = Field(default_factory=list)
     prometheus: list[Prometheus] = Field(default_factory=list)
@@ -132,6 +134,7 @@ class Inventory(Model):
             ),
             *((f"commands {c.name!r}: host", c.host, "hosts") for c in self.commands if c.host),
             *((f"commands {c.name!r}: docker", c.docker, "docker") for c in self.commands if c.docker),
+            *((f"logs {s.name!r}: kubernetes", s.kubernetes, "kubernetes") for s in self.logs if s.kubernetes),
             *(
                 (f"tls {t.name!r}: serves_certificate_file", t.serves_certificate_file, "certificate_files")
                 for t in self.tls

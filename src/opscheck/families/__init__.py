@@ -25,6 +25,7 @@ FAMILIES: dict[str, str] = {
     "pgbouncer": "opscheck.families.pgbouncer",
     "redis": "opscheck.families.redis",
     "docker": "opscheck.families.docker",
+    "kubernetes": "opscheck.families.kubernetes",
     "logs": "opscheck.families.logs",
     "commands": "opscheck.families.commands",
     "prometheus": "opscheck.families.prometheus",

@@ -1,4 +1,5 @@
-"""Log windows: container logs through the Docker SDK (stdout AND stderr), and log files on
+"""Log windows: container logs through the Docker SDK (stdout AND stderr), pod logs through the
+Kubernetes API (every pod of a label selector or Deployment, every container), and log files on
 hosts through the host transport (testinfra: local://, ssh://, docker://).
 
 A window is read once per log source per session and bounded in bytes:
@@ -7,6 +8,8 @@ A window is read once per log source per session and bounded in bytes:
   cap; only the newest `max_bytes` are kept. A window cut short says so in every result.
 - files: read from the offset the previous run reached (same inode, not shrunk: incremental),
   else the last `max_bytes` of the file; at most `max_bytes` per run.
+- pods: the API server cuts each container's log itself (sinceSeconds, limitBytes, tailLines);
+  the pods come from the kubernetes family's shared pod list, matched here.
 
 Windows: `last_run` (since the previous completed run, else the last hour), `start` (since the
 container's latest start: the default for smoke patterns, e.g. after a deploy), or a duration
@@ -47,6 +50,7 @@ from opscheck.core.redact import clip
 from opscheck.core.times import Duration, parse_duration, parse_time, since_last_run
 from opscheck.families.docker import Container
 from opscheck.families.hosts import command_seconds, run_script
+from opscheck.families.kubernetes import log_pods, pods_started, read_pod_logs, valid_selector
 
 if TYPE_CHECKING:
     import croniter
@@ -335,6 +339,10 @@ class LogSource(Target):
     journal_dir: str | None = Field(
         default=None, pattern=r"^/", description="a journal directory (journalctl -D); default: the system journal"
     )
+    kubernetes: str | None = Field(default=None, description="name of a kubernetes target (the cluster)")
+    namespace: str | None = Field(default=None, description="the pods' namespace (with kubernetes)")
+    selector: str | None = Field(default=None, description="pods matching this label selector (default: every pod)")
+    deployment: str | None = Field(default=None, description="or: the pods of this Deployment")
     max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="bytes kept per window")
     tail_lines: int = Field(default=100_000, ge=1, description="lines asked of the engine (bounds its scan)")
     forbidden: list[Forbidden] = Field(default_factory=list)
@@ -345,12 +353,18 @@ class LogSource(Target):
     expected_at: list[ExpectedAt] = Field(default_factory=list, description="a line after each cron time")
     shown_matches: int = Field(default=5, ge=1, le=50, description="matching lines a failure shows")
 
+    _check_selector = field_validator("selector")(valid_selector)
+
     @model_validator(mode="after")
     def _one_source(self):
         is_docker = bool(self.docker and (self.container or self.service))
         is_host = bool(self.host and (self.file or self.unit))
-        if is_docker == is_host or (self.file and self.unit):
-            raise ValueError("give either docker + container (or service), or host + file, or host + unit")
+        is_pods = bool(self.kubernetes and self.namespace)
+        if is_docker + is_host + is_pods != 1 or (self.file and self.unit) or (self.selector and self.deployment):
+            raise ValueError(
+                "give either docker + container (or service), or host + file, or host + unit, "
+                "or kubernetes + namespace (+ selector or deployment)"
+            )
         names = [p.name for p in (*self.forbidden, *self.required)]
         if len(names) != len(set(names)):
             raise ValueError("duplicate pattern names")
@@ -370,9 +384,13 @@ class LogSource(Target):
 
     @property
     def shown(self) -> str:
+        pods = f"deployment {self.deployment}" if self.deployment else f"pods {self.selector or '(all)'}"
         where = (
             f"{self.docker}/{self.service or self.container}"
             if self.docker
+            else f"{self.kubernetes}/{self.namespace}: {pods}"
+            + (f", container {self.container}" if self.container else "")
+            if self.kubernetes
             else f"{self.host}:{self.file}"
             if self.file
             else f"{self.host}: journal of {self.unit}"
@@ -629,10 +647,17 @@ def read_journal(source: LogSource, host, since: datetime, timeout: float) -> Wi
 class LogReader:
     """Reads each log source's window once per session (the widest window its patterns need)."""
 
-    def __init__(self, inventory: Any, state: dict, engine_for: Callable[[Any], Any]):
+    def __init__(
+        self,
+        inventory: Any,
+        state: dict,
+        engine_for: Callable[[Any], Any],
+        kube_for: Callable[[Any], Any] | None = None,
+    ):
         self.inventory = inventory
         self.state = state
         self.engine_for = engine_for  # docker target -> its DockerEngine (shared with the docker family)
+        self.kube_for = kube_for  # kubernetes target -> its KubeClient (shared with the kubernetes family)
         self._windows = Memo()
 
     def start_of(self, kind: str, started_at: datetime | None) -> datetime:
@@ -649,6 +674,8 @@ class LogReader:
         return self._windows.get(source.name, lambda: self._read(source))
 
     def _read(self, source: LogSource) -> Window:
+        if source.kubernetes:
+            return self._read_pods(source)
         if source.docker:
             target = next((d for d in self.inventory.docker if d.name == source.docker), None)
             if target is None:
@@ -668,6 +695,30 @@ class LogReader:
             since = min(self.start_of(k, None) for k in kinds)
             return read_journal(source, host, since, self.inventory.timeout(source))
         return read_file(source, host, self.state.get(state_key(source)), self.inventory.timeout(source))
+
+    def _read_pods(self, source: LogSource) -> Window:
+        target = next((k for k in self.inventory.kubernetes if k.name == source.kubernetes), None)
+        if target is None or self.kube_for is None:
+            raise OpscheckError(f"{source.shown}: no kubernetes target named {source.kubernetes!r} in the inventory")
+        kube = self.kube_for(target)
+        pods = log_pods(kube, source.shown, source.namespace or "", source.selector, source.deployment)
+        started_at = pods_started(pods)
+        since = min(self.start_of(k, started_at) for k in {p.window_kind() for p in patterns(source)} or {"last_run"})
+        window = Window(source, since=since, started_at=started_at)
+        bodies = read_pod_logs(kube, source.shown, source, pods, since)
+        keeper, lines, cut = Keeper(source.max_bytes), [], []
+        for where, body, why in bodies:
+            window.bytes_read += len(body)
+            text = [line for line in body.decode(errors="replace").split("\n") if line]
+            cut += [f"{where}: {why}"] if why else []
+            lines += [(ts or since, f"{where}: {line}") for ts, line in map(split_timestamp, text)]
+        for ts, line in sorted(lines, key=lambda x: x[0]):  # the pods' lines, merged by time
+            keeper.add(ts, line)
+        window.lines = keeper.lines
+        if cut or keeper.dropped:
+            kept = [f"kept the newest max_bytes {source.max_bytes:,}"] if keeper.dropped else []
+            window.truncated = "; ".join(cut + kept)
+        return window
 
 
 # --- correlation: judging lines against each other, in one pass with bounded state --------
