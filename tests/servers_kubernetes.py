@@ -33,8 +33,22 @@ from pathlib import Path
 import aiohttp.web
 import kmock
 import yaml
+from kmock._internal import parsing as kmock_parsing
 
 from tests.servers import Service
+
+_parse_path = kmock_parsing.parse_path
+
+
+def _parse_path_with_namespaces(path: str):
+    """KMock reads /api/v1/namespaces as the start of a namespaced path and fails (0.8): the
+    namespaces list itself is a cluster-scoped resource."""
+    if path.strip("/") == "api/v1/namespaces":
+        return kmock_parsing.ParsedPath("", "v1", "namespaces", None, None, None)
+    return _parse_path(path)
+
+
+kmock_parsing.parse_path = _parse_path_with_namespaces
 
 # apiVersion/kind -> the resource KMock stores it under
 RESOURCES = {
@@ -43,6 +57,7 @@ RESOURCES = {
     ("v1", "Event"): "v1/events",
     ("v1", "ConfigMap"): "v1/configmaps",
     ("v1", "Node"): "v1/nodes",
+    ("v1", "Namespace"): "v1/namespaces",
     ("apps/v1", "Deployment"): "apps/v1/deployments",
     ("apps/v1", "StatefulSet"): "apps/v1/statefulsets",
     ("apps/v1", "DaemonSet"): "apps/v1/daemonsets",
@@ -168,7 +183,7 @@ class KubeEmulator(Service):
                 self.emulator.resources[resource] = kmock.ResourceInfo(
                     kind=kind,
                     singular=kind.lower(),
-                    namespaced=kind not in ("Node", "NodeMetrics"),
+                    namespaced=kind not in ("Node", "NodeMetrics", "Namespace"),
                     verbs={"get", "list", "watch"},
                     subresources={"log", "exec"} if kind == "Pod" else set(),
                 )

@@ -119,3 +119,32 @@ def test_an_unreachable_source_fails_with_the_reason_and_no_traceback():
     assert "cannot list containers" in proc.stderr and "Traceback" not in proc.stderr
     nothing = discover()
     assert nothing.returncode == 4 and "name at least one source" in nothing.stderr
+
+
+def test_a_cluster_drafts_its_namespaces_and_workloads(tmp_path):
+    from tests.servers_kubernetes import KubeEmulator, daemonset, deployment, meta
+
+    with KubeEmulator() as emu:
+        emu.put(
+            *({"apiVersion": "v1", "kind": "Namespace", "metadata": meta(n, None)} for n in ("shop", "kube-system")),
+            deployment("api-gateway", "shop", replicas=2),
+            daemonset("node-agent", "shop"),
+        )
+        kubeconfig = emu.kubeconfig(tmp_path / "kubeconfig", context="prod")
+        proc = discover("--kubeconfig", f"{kubeconfig}#prod", "--timeout", "5")
+    assert proc.returncode == 0, proc.stderr
+    doc = yaml.safe_load(proc.stdout)
+    assert doc["kubernetes"] == [
+        {
+            "name": "prod",
+            "kubeconfig": str(kubeconfig),
+            "context": "prod",
+            "namespaces": [{"name": "shop", "deployments": ["api-gateway"], "daemonsets": ["node-agent"]}],
+        }
+    ]
+    path = tmp_path / "drafted.yml"
+    path.write_text(proc.stdout)
+    valid = subprocess.run(
+        [sys.executable, "-m", "opscheck.cli", "validate", str(path)], capture_output=True, text=True
+    )
+    assert valid.returncode == 0, valid.stderr

@@ -9,7 +9,9 @@ Sources (each read-only, each call bounded by --timeout):
   that `docker logs` can read (drafted as log sources with the default error rate);
 - a Prometheus server: its scrape jobs (expected_jobs) and the Alertmanagers it sends to;
 - a host (any testinfra spec): its listening TCP ports, and for well-known ports a target of
-  the matching family (PostgreSQL on 5432, Redis on 6379, ...), its secret as a ${VAR}.
+  the matching family (PostgreSQL on 5432, Redis on 6379, ...), its secret as a ${VAR};
+- a kubeconfig (and context): the cluster's namespaces (the system ones left out) with the
+  Deployments, StatefulSets and DaemonSets that run in each, which must keep existing.
 
 The draft validates once its ${VARS} are set (the header lists them). Everything that is a
 guess carries a `# guessed:` comment: review those lines before relying on the inventory.
@@ -31,6 +33,7 @@ from opscheck.core.errors import OpscheckError, one_line
 from opscheck.core.lazy import optional
 from opscheck.families.docker import COMPOSE_PROJECT, COMPOSE_SERVICE
 from opscheck.families.hosts import Host, command_seconds, parse, run_script, sweep_script
+from opscheck.families.kubernetes import KubeClient, Kubernetes
 
 if TYPE_CHECKING:
     import docker
@@ -50,6 +53,7 @@ KNOWN_PORTS = {
     8443: "tls",
 }
 READABLE_LOG_DRIVERS = {"json-file", "local", "journald"}
+SYSTEM_NAMESPACES = {"kube-system", "kube-public", "kube-node-lease"}
 
 
 @dataclass
@@ -204,6 +208,31 @@ def from_host(draft: Draft, spec: str, timeout: float) -> None:
             _known_port(draft, family, address, port)
 
 
+def from_kubeconfig(draft: Draft, where: str, timeout: float) -> None:
+    """The namespaces of a cluster and the workloads running in each (`PATH` or `PATH#context`)."""
+    path, _, context = where.partition("#")
+    name = slug(context or Path(path).stem or "cluster")
+    cluster = Kubernetes(name=name, kubeconfig=path, context=context or None)
+    client = KubeClient(cluster, timeout)
+    try:
+        names = sorted(n["metadata"]["name"] for n in client.objects("namespaces"))
+        namespaces = []
+        for namespace in (n for n in names if n not in SYSTEM_NAMESPACES):
+            entry: dict[str, Any] = {"name": namespace}
+            for kind in ("deployments", "statefulsets", "daemonsets"):
+                found = sorted(o["metadata"]["name"] for o in client.objects(kind, namespace))
+                if found:
+                    entry[kind] = found
+            namespaces.append(entry)
+    finally:
+        client.close()
+    fields: dict[str, Any] = {"name": name, "kubeconfig": path}
+    if context:
+        fields["context"] = context
+    fields["namespaces"] = namespaces
+    draft.add("kubernetes", fields, "every namespace but the system ones, with the workloads that run there now")
+
+
 def _known_port(draft: Draft, family: str, address: str, port: int) -> None:
     name = f"{family}-{port}"
     why = f"something listens on {address}:{port}, the usual {family} port"
@@ -236,14 +265,20 @@ def add_command(commands) -> None:
     cmd.add_argument("--docker", action="append", default=[], metavar="URL", help="a Docker engine (repeatable)")
     cmd.add_argument("--prometheus", action="append", default=[], metavar="URL", help="a Prometheus (repeatable)")
     cmd.add_argument("--host", action="append", default=[], metavar="SPEC", help="a host: local://, ssh://... ")
+    cmd.add_argument(
+        "--kubeconfig", action="append", default=[], metavar="PATH[#CONTEXT]", help="a cluster (repeatable)"
+    )
     cmd.add_argument("--timeout", type=float, default=5, help="seconds per call (default 5)")
     cmd.add_argument("-o", "--output", metavar="PATH", help="write the draft here (default: standard output)")
     cmd.set_defaults(func=run)
 
 
 def run(args) -> int:
-    if not (args.docker or args.prometheus or args.host):
-        print("opscheck discover: name at least one source: --docker, --prometheus or --host", file=sys.stderr)
+    if not (args.docker or args.prometheus or args.host or args.kubeconfig):
+        print(
+            "opscheck discover: name at least one source: --docker, --prometheus, --host or --kubeconfig",
+            file=sys.stderr,
+        )
         return USAGE_ERROR
     if args.timeout <= 0:
         print("opscheck discover: --timeout must be > 0", file=sys.stderr)
@@ -255,6 +290,7 @@ def run(args) -> int:
     failures = []
     sources: list[tuple[Callable[[Draft, str, float], None], str]] = [(from_docker, u) for u in args.docker]
     sources += [(from_prometheus, u) for u in args.prometheus] + [(from_host, s) for s in args.host]
+    sources += [(from_kubeconfig, k) for k in args.kubeconfig]
     for read, where in sources:
         try:
             read(draft, where, args.timeout)

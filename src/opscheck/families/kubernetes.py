@@ -327,6 +327,7 @@ KINDS: dict[str, Kind] = {
     "certificaterequests": Kind("certificaterequests", group="cert-manager.io", version="v1"),
     "podmetrics": Kind("pods", group="metrics.k8s.io", version="v1beta1"),
     "nodes": Kind("nodes", method="list_node", cluster=True),
+    "namespaces": Kind("namespaces", method="list_namespace", cluster=True),
     "nodemetrics": Kind("nodes", group="metrics.k8s.io", version="v1beta1", cluster=True),
     # Pending, Failed and Unknown pods of every namespace (Running and Succeeded are filtered out)
     "stuckpods": Kind(
