@@ -17,20 +17,20 @@ from tests.servers_monitoring import AlertmanagerServer, PrometheusServer
 
 pytestmark = pytest.mark.timeout(240)
 
-SHOP = {"com.docker.compose.project": "shop"}
+SHOP = {"com.docker.compose.project": "discoshop"}  # names of its own: the engine is shared
 CONTAINERS = {
-    "shop-api-1": ("sleep 100000", {"labels": {**SHOP, "com.docker.compose.service": "api"}}),
-    "shop-worker-1": ("sleep 100000", {"labels": {**SHOP, "com.docker.compose.service": "worker"}}),
-    "shop-worker-2": ("sleep 100000", {"labels": {**SHOP, "com.docker.compose.service": "worker"}}),
-    "shop-migrate-1": ("echo migrated", {"labels": {**SHOP, "com.docker.compose.service": "migrate"}}),
-    "standalone": ("echo started; sleep 100000", {}),
+    "discoshop-api-1": ("sleep 100000", {"labels": {**SHOP, "com.docker.compose.service": "api"}}),
+    "discoshop-worker-1": ("sleep 100000", {"labels": {**SHOP, "com.docker.compose.service": "worker"}}),
+    "discoshop-worker-2": ("sleep 100000", {"labels": {**SHOP, "com.docker.compose.service": "worker"}}),
+    "discoshop-migrate-1": ("echo migrated", {"labels": {**SHOP, "com.docker.compose.service": "migrate"}}),
+    "discostandalone": ("echo started; sleep 100000", {}),
 }
 
 
 @pytest.fixture(scope="module")
 def stack(docker_server):  # noqa: F811
     docker_server.run_many(CONTAINERS)
-    docker_server.wait("shop-migrate-1", lambda a: a["State"]["Status"] == "exited", 30, "exited")
+    docker_server.wait("discoshop-migrate-1", lambda a: a["State"]["Status"] == "exited", 30, "exited")
     with AlertmanagerServer() as am:
         address = f"127.0.0.1:{am.port}"
         prometheus = PrometheusServer({"api": [address]}, [], [address])
@@ -64,15 +64,15 @@ def draft(stack):
 def test_the_draft_names_what_runs(draft, stack):
     engine, prometheus, am = stack
     doc = yaml.safe_load(draft)
-    shop = next(d for d in doc["docker"] if d.get("compose_project") == "shop")
+    shop = next(d for d in doc["docker"] if d.get("compose_project") == "discoshop")
     assert shop["engine"] == engine.url
     by_name = {c["name"]: c for c in shop["containers"]}
     assert by_name["worker"] == {"name": "worker", "service": "worker", "replicas": 2}
     assert by_name["api"] == {"name": "api", "service": "api"}
     assert by_name["migrate"]["one_shot"] is True
     standalone = next(d for d in doc["docker"] if d["name"] == "docker")
-    assert {"name": "standalone", "container": "standalone"} in standalone["containers"]
-    assert {s["name"] for s in doc["logs"]} >= {"api-log", "worker-log", "standalone-log"}
+    assert {"name": "discostandalone", "container": "discostandalone"} in standalone["containers"]
+    assert {s["name"] for s in doc["logs"]} >= {"api-log", "worker-log", "discostandalone-log"}
     assert doc["prometheus"] == [{"name": "prometheus", "url": prometheus.url, "expected_jobs": ["api"]}]
     assert doc["alertmanager"][0]["url"] == am.url
     assert doc["hosts"][0]["spec"] == "local://" and prometheus.port in doc["hosts"][0]["ports"]
@@ -89,11 +89,11 @@ def test_the_draft_validates_and_its_checks_pass(draft, tmp_path):
     assert valid.returncode == 0, valid.stderr
     result = run_suite(draft, tmp_path / "run", "-m", "containers or logs", "-k", "not restart_count")
     result.assert_passed(
-        "test_container_running[docker-shop:worker]",
-        "test_container_running[docker-shop:api]",
-        "test_container_job_succeeded[docker-shop:migrate]",
-        "test_container_running[docker:standalone]",
-        "test_log_error_rate_below_limit[standalone-log:errors]",
+        "test_container_running[docker-discoshop:worker]",
+        "test_container_running[docker-discoshop:api]",
+        "test_container_job_succeeded[docker-discoshop:migrate]",
+        "test_container_running[docker:discostandalone]",
+        "test_log_error_rate_below_limit[discostandalone-log:errors]",
     )
 
 
