@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import _user_env  # noqa: F401 - first: the pytest runs started here are a user's
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.conftest import REPO, run_suite  # noqa: E402

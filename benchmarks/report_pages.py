@@ -22,6 +22,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import _user_env  # noqa: F401 - first: the pytest runs started here are a user's
 import yaml
 
 HERE = Path(__file__).resolve().parent.parent

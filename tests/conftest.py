@@ -17,6 +17,11 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# Plugins only the self-tests' own dependencies bring (KMock's, pytest-asyncio, hypothesis')
+# cost every suite run they start a second at start-up, and a user's install has none of
+# them: the runs these tests start leave them out (the variable is inherited).
+TEST_ONLY_PLUGINS = "-p no:kmock -p no:asyncio -p no:hypothesispytest"
+os.environ["PYTEST_ADDOPTS"] = f"{os.environ.get('PYTEST_ADDOPTS', '')} {TEST_ONLY_PLUGINS}".strip()
 # The default inventory (this machine), without the load limit: while the self-tests run the
 # machine's load is theirs, and what these tests judge is opscheck, not this machine.
 LOCAL = (
