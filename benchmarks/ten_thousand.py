@@ -64,7 +64,7 @@ def main() -> None:
                         sys.exit(f"exit {proc.returncode}: {proc.stdout[-2000:]}")
                 figures[keys * 2] = (statistics.median(times), proc.stdout.strip().splitlines()[-1], command)
             start = time.perf_counter()
-            subprocess.run([python, "-c", "import pytest, opscheck.plugin"], cwd=HERE, check=True)
+            subprocess.run([python, "-c", "import pytest, opscheck.session"], cwd=HERE, check=True)
             startup = time.perf_counter() - start
     finally:
         redis.terminate()

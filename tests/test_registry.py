@@ -12,7 +12,7 @@ import typing
 
 import pytest
 
-from opscheck import plugin
+from opscheck import session as plugin
 from opscheck.core.model import Target
 from opscheck.families import FAMILIES, check_module, family
 from opscheck.inventory import Inventory, sections

@@ -4,7 +4,8 @@ import argparse
 import os
 from pathlib import Path
 
-from opscheck.inventory import env_name, path_for_env
+from opscheck.core.names import env_name
+from opscheck.inventory import path_for_env
 
 USAGE_ERROR = 4
 
