@@ -31,17 +31,17 @@ def pg():
         yield server
 
 
-def pg_inventory(pg, env="faults"):
+def pg_inventory(pg, env="faults", slow=SLOW, statement_ms=None, timeout=None):
     return {
         "environment": env,
-        "defaults": {"timeout": TIMEOUT},
+        "defaults": {"timeout": timeout or TIMEOUT},
         "postgres": [
             {
                 "name": "db",
                 "dsn": pg.dsn("opscheck", PASSWORD),
-                "statement_timeout_ms": STATEMENT_MS,
+                "statement_timeout_ms": statement_ms or STATEMENT_MS,
                 "assertions": [
-                    {"name": "a-slow", "query": SLOW, "value": 1},
+                    {"name": "a-slow", "query": slow, "value": 1},
                     {"name": "b-after", "query": "SELECT 1 AS v", "value": 1},
                     {"name": "c-after", "query": "SELECT 2 AS v", "value": 2},
                 ],
@@ -50,9 +50,9 @@ def pg_inventory(pg, env="faults"):
     }
 
 
-def slow_query_pid(pg) -> int:
+def slow_query_pid(pg, slow=SLOW) -> int:
     """The backend running the slow assertion, once it runs."""
-    sql = f"SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query = '{SLOW}'"
+    sql = f"SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query = '{slow}'"
     return wait_until(lambda: int(pg.psql(sql).strip() or 0), 60, "the slow assertion")
 
 
@@ -182,8 +182,11 @@ def test_ctrl_c_marks_the_run_interrupted(pg, tmp_path):
     assert done.rc == 0, done.output
     env_dir = reports / "faults-int"
     latest, state = os.readlink(env_dir / "latest"), (env_dir / "state.json").read_bytes()
-    run = start_suite(pg_inventory(pg, "faults-int"), tmp_path / "second", "-k", "sql_assertion", reports=reports)
-    slow_query_pid(pg)
+    # a query long enough that the interrupt lands in it however slow this machine is today
+    slower = "SELECT 1 AS v FROM pg_sleep(20)"
+    inventory = pg_inventory(pg, "faults-int", slow=slower, statement_ms=30000, timeout=30)
+    run = start_suite(inventory, tmp_path / "second", "-k", "sql_assertion", reports=reports)
+    slow_query_pid(pg, slower)
     run.interrupt()
     result, _ = run.result()
     assert_clean(result)

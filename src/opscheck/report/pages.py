@@ -7,7 +7,9 @@ and a summary block to a table it orders itself, not the severity-first page an 
 engineer needs. This module is imported at the end of a run, never at start-up.
 """
 
+import os
 import re
+import uuid
 from collections import defaultdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -52,9 +54,12 @@ def when(iso: str) -> str:
 
 def _write(path: Path, template: str, **context) -> int:
     text = _ENV.get_template(template).render(version=_version(), **context)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")  # runs at once: a name each
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return len(text.encode())
 
 
