@@ -75,6 +75,23 @@ def test_env_example_lists_every_variable_with_a_comment(name):
 
 
 @pytest.mark.parametrize("name", SEEDS)
+def test_every_section_names_its_runbook_section(name):
+    """A section's line, or the comment right above it, quotes the runbook's heading or lines."""
+    lines = (REPO / "inventories" / f"{name}.yml").read_text().splitlines()
+    for i, line in enumerate(lines):
+        key = re.match(r"^([a-z_]+):", line)
+        if not key or key.group(1) in ("environment", "description", "defaults"):
+            continue
+        above = []
+        for previous in reversed(lines[:i]):
+            if not previous.startswith("#"):
+                break
+            above.append(previous)
+        comment = " ".join([line.partition("#")[2], *above])
+        assert re.search(r'"[^"]+"|\(L\d+', comment), f"{name}.yml:{i + 1}: {key.group(1)}: no runbook section named"
+
+
+@pytest.mark.parametrize("name", SEEDS)
 def test_no_placeholder_defaults(name):
     """Endpoints and secrets have no default: only numbers, SQL and vendors' public APIs do."""
     for var, default in _references(name):
