@@ -338,7 +338,8 @@ def print_report(report: Report, verbose: bool) -> None:
         rows = report.by_status(status)
         print(f"  {status:<12} {len(rows):>3}")
         if rows and not verbose:
-            print(textwrap.fill(", ".join(r.id for r in rows), 100, initial_indent=" " * 6, subsequent_indent=" " * 6))
+            ids = ", ".join(r.id for r in rows)
+            print(textwrap.fill(ids, 100, initial_indent=" " * 6, subsequent_indent=" " * 6, break_on_hyphens=False))
         if verbose:
             for row in rows:
                 print(f"    {row.id}")
