@@ -38,11 +38,11 @@ def test_log_forbidden_pattern_absent(log_forbidden, read_log, log_reader, incid
     start = log_reader.start_of(pattern.window_kind(), window_started(log_window)) if not source.file else None
     match = pattern.matcher(incident_params)
     matches = [line for line in log_window.select(start) if match(line)]
+    shown = f"last: {_last(matches, source.shown_matches)}" if pattern.show_lines else "lines not shown"
     expect(
         len(matches) <= pattern.max,
         f"{source.shown}: {fmt(len(matches))} line(s) matching {match} "
-        f"{_window_text(log_window, start)} > limit {pattern.max}; last: {_last(matches, source.shown_matches)}"
-        + log_window.suffix(),
+        f"{_window_text(log_window, start)} > limit {pattern.max}; {shown}" + log_window.suffix(),
     )
 
 

@@ -375,3 +375,35 @@ def test_journald_unit_windows(tmp_path):
     result.assert_passed("test_log_required_pattern_present[processor:listener]")
     result.assert_failed("test_log_required_pattern_present[processor:recent-listener]", "0 line(s) matching")
     result.assert_failed("test_log_required_pattern_present[other-unit:alive]", "journal of nothing.service")
+
+
+def test_forbidden_lines_can_be_left_unshown(tmp_path):
+    """`show_lines: false` (a secret scan): the failure gives the count, never the matching line."""
+    log_file = tmp_path / "aggregator.log"
+    log_file.write_text(
+        "INFO started\nDEBUG config api_key=sk_live_Leaked123\nINFO tick\nDEBUG config password=hunter2-leaked\n"
+    )
+    pattern = r"(?i:(password|api[_-]?key)\s*[:=])"
+    inventory = {
+        "environment": "selftest-log-unshown",
+        "hosts": [{"name": "here", "spec": "local://"}],
+        "logs": [
+            {
+                "name": "agg",
+                "host": "here",
+                "file": str(log_file),
+                "forbidden": [
+                    {"name": "secrets", "pattern": pattern, "show_lines": False},
+                    {"name": "secrets-shown", "pattern": pattern},
+                    {"name": "panic", "pattern": "PANIC", "show_lines": False},
+                ],
+            }
+        ],
+    }
+    result = run_suite(inventory, tmp_path / "run", "-m", "logs")
+    message = result.assert_failed(
+        "test_log_forbidden_pattern_absent[agg:secrets]", "2 line(s) matching", "> limit 0", "lines not shown"
+    )
+    assert "Leaked123" not in message and "hunter2" not in message
+    result.assert_failed("test_log_forbidden_pattern_absent[agg:secrets-shown]", "last: ", "api_key=")
+    result.assert_passed("test_log_forbidden_pattern_absent[agg:panic]")

@@ -63,8 +63,8 @@ def start(config) -> None:
     _refuse_misrooted_run(config)
     _refuse_bad_options(config)
     path = inventory_path(config)
-    try:
-        inventory = load(path)
+    try:  # --collect-only runs no check: the local files they read need not be here
+        inventory = load(path, here=not config.option.collectonly)
     except ConfigError as exc:
         raise pytest.UsageError(
             f"invalid inventory {path} ({len(exc.problems)} problem(s)):\n  " + "\n  ".join(exc.problems)

@@ -6,6 +6,7 @@
     opscheck restore-drill BACKUP --into postgresql://.../scratch  # restore the newest dump (writes)
     opscheck init DIR                              # a new project: checks, fixtures, inventory
     opscheck discover --docker URL --prometheus URL --host local://   # draft an inventory
+    opscheck coverage inventories/ava.yml         # every catalog entry of its runbook, and its checks
 
 Environments (--env NAME) are read from inventories/NAME.yml under the working directory,
 or under --inventories-dir.
@@ -14,9 +15,9 @@ or under --inventories-dir.
 import argparse
 import sys
 
-from opscheck.cli import discover, init, restore_drill, schema, signoff, validate
+from opscheck.cli import coverage, discover, init, restore_drill, schema, signoff, validate
 
-COMMANDS = (validate, schema, signoff, restore_drill, init, discover)
+COMMANDS = (validate, schema, signoff, restore_drill, init, discover, coverage)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,7 +55,7 @@ def project_files() -> dict[str, bytes]:
             if entry.name.endswith(".py"):
                 files[f"{folder}/{entry.name}"] = entry.read_bytes()
     for entry in resources.files(INVENTORIES).iterdir():
-        if entry.name.endswith((".yml", ".json")):
+        if entry.name.endswith((".yml", ".json", ".env.example")):
             files[f"inventories/{entry.name}"] = entry.read_bytes()
     return files
 

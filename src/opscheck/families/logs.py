@@ -148,6 +148,9 @@ class Forbidden(LogPattern):
     """A signature that must not appear (more than `max` times) in the window."""
 
     max: int = Field(default=0, ge=0, description="matches allowed in the window")
+    show_lines: bool = Field(
+        default=True, description="false: a failure gives the count only (lines that may hold secrets)"
+    )
 
 
 class Required(LogPattern):
