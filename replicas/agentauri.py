@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 
+import psycopg
 import redis
 
 from replicas.base import Drill, Replica
@@ -112,6 +113,7 @@ class AgentAuri(Replica):
             "event-processor",
         )
         self.services(self.listener)
+        self.held: list = []
         self.psql(
             "INSERT INTO events (event_type, block_number, created_at) SELECT 'NewFeedback', "
             f"{CHAIN_HEAD - 400} + n, now() - n * interval '3 minutes' FROM generate_series(1, 20) n"
@@ -184,8 +186,7 @@ class AgentAuri(Replica):
             ),
         ]
 
-    def files(self, root: str) -> None:
-        """The compose host's .env, the migrations folder and api-gateway's main.rs."""
+    def files_env(self) -> None:
         d = self.dir
         (d / ".env").write_text(
             f"DATABASE_URL=postgresql://{APP_USER}:{APP_PASSWORD}@localhost:5432/{DATABASE}"
@@ -193,6 +194,11 @@ class AgentAuri(Replica):
             "DB_MAX_CONNECTIONS=10\nREDIS_URL=redis://redis:6379\nENABLE_HSTS=true\n"
         )
         (d / ".env").chmod(0o600)
+
+    def files(self, root: str) -> None:
+        """The compose host's .env, the migrations folder and api-gateway's main.rs."""
+        d = self.dir
+        self.files_env()
         migrations = d / "rust-backend" / "database" / "migrations"
         migrations.mkdir(parents=True)
         for name in MIGRATIONS:
@@ -221,9 +227,311 @@ class AgentAuri(Replica):
 
 # --- drills: the runbook's "Problem" sections ------------------------------------------------
 
+RECORD = "INSERT INTO processed_events (event_id, processing_duration_ms) VALUES (%(id)s, %(ms)s)"
+LATE_EVENT = (
+    "INSERT INTO events (event_type, block_number, created_at) "
+    f"VALUES ('NewFeedback', {CHAIN_HEAD}, now() - interval '6 minutes')"
+)
+DROP_UNPROCESSED = "DELETE FROM events e WHERE NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.event_id = e.id)"
 
-def _noop(replica) -> None:
-    pass
+
+def _fresh(*services: str):
+    """A reset that recreates services (their logs start afresh, as after `docker compose up -d`)."""
+
+    def reset(r: AgentAuri) -> None:
+        for service in services:
+            r.compose.recreate(service)
+
+    return reset
 
 
-AgentAuri.drills = []
+def _log(service: str, *lines: str):
+    return lambda r: r.compose.log(service, *lines)
+
+
+def _trigger_off(r: AgentAuri) -> None:
+    r.psql("ALTER TABLE events DISABLE TRIGGER notify_new_event_trigger")
+    r.psql(LATE_EVENT)  # an event arrived 6 minutes ago: nothing notified the processor
+
+
+def _trigger_on(r: AgentAuri) -> None:
+    r.psql("ALTER TABLE events ENABLE TRIGGER notify_new_event_trigger")
+    r.psql(DROP_UNPROCESSED)
+
+
+def _listener_lost(r: AgentAuri) -> None:
+    r.listener.__exit__(None, None, None)
+    lines = [*EVENT_PROCESSOR[:3], "ERROR LISTENER: connection to PostgreSQL lost: server closed the connection"]
+    r.compose.recreate("event-processor", lines=lines)
+    r.psql(LATE_EVENT)
+
+
+def _listener_back(r: AgentAuri) -> None:
+    r.psql(DROP_UNPROCESSED)
+    r.listener = Notify(r.listener.dsn, "new_event", RECORD, "event-processor")
+    r.services(r.listener)
+    r.compose.recreate("event-processor")
+
+
+def _redis_down(r: AgentAuri) -> None:
+    r.redis.stop()
+    r.compose.stop("redis")
+    r.compose.log("event-processor", "ERROR: Failed to connect to Redis: Connection refused (os error 111)")
+    r.app.routes["/api/v1/health"] = Route(status=503, body={"status": "degraded", "database": "ok", "redis": "down"})
+
+
+def _redis_up(r: AgentAuri) -> None:
+    r.redis.start()
+    r.redis_setup()
+    r.app.routes.update(r.routes())
+    r.compose.recreate("redis")
+    r.compose.recreate("event-processor")
+
+
+def _pool_exhausted(r: AgentAuri) -> None:
+    dsn = r.listener.dsn
+    r.held = [psycopg.connect(dsn, application_name="api-gateway", connect_timeout=5) for _ in range(23)]
+    r.compose.log("event-processor", "ERROR: Failed to acquire connection from pool", "Connection timeout after 30s")
+
+
+def _pool_released(r: AgentAuri) -> None:
+    for conn in r.held:
+        conn.close()
+    r.held = []
+    r.compose.recreate("event-processor")
+
+
+def _breakers_open(r: AgentAuri) -> None:
+    r.psql("UPDATE circuit_breaker_state SET state = 'open', failure_count = 5, last_failure_at = now()")
+    lines = []
+    for trigger in ("trg_webhook_orders", "trg_telegram_alerts", "trg_mcp_sync"):
+        lines += [f"WARN Circuit breaker OPEN trigger={trigger}"] + [
+            f"WARN skipping trigger (fail-fast) trigger={trigger} event={n}" for n in range(4)
+        ]
+    r.compose.log("event-processor", *lines)
+
+
+def _breakers_closed(r: AgentAuri) -> None:
+    r.psql("UPDATE circuit_breaker_state SET state = 'closed', failure_count = 0, last_failure_at = NULL")
+    r.compose.recreate("event-processor")
+
+
+def _wrong_sslmode(r: AgentAuri) -> None:
+    env = r.dir / ".env"
+    env.write_text(env.read_text().replace("sslmode=require&sslrootcert=./docker/postgres/certs/root.crt", "sslmode=disable"))
+    r.compose.log("api-gateway", "ERROR: connection requires a valid SSL connection")
+
+
+def _right_sslmode(r: AgentAuri) -> None:
+    r.files_env()
+    r.compose.recreate("api-gateway")
+
+
+def _rate_limited(r: AgentAuri) -> None:
+    route = r.app.routes["/api/v1/triggers"]
+    headers = {**route.headers, "X-RateLimit-Remaining": "0"}
+    r.app.routes["/api/v1/triggers"] = Route(status=429, body={"error": "Too Many Requests"}, headers=headers)
+
+
+def _chain_ahead(r: AgentAuri) -> None:
+    r.chain.heads["base"] = CHAIN_HEAD + 87_654  # "Latest indexed block: 12345 / Current chain block: 99999"
+
+
+def _chain_back(r: AgentAuri) -> None:
+    r.chain.heads["base"] = CHAIN_HEAD
+
+
+def _slow_events(r: AgentAuri) -> None:
+    r.psql("UPDATE processed_events SET processing_duration_ms = 2400 WHERE processed_at > now() - interval '1 hour'")
+
+
+def _fast_events(r: AgentAuri) -> None:
+    r.psql("UPDATE processed_events SET processing_duration_ms = 12")
+
+
+def _hsts_off(r: AgentAuri) -> None:
+    r.compose.services["api-gateway"].env["ENABLE_HSTS"] = "false"
+    r.compose.recreate("api-gateway")
+    for route in r.app.routes.values():
+        route.headers.pop("Strict-Transport-Security", None)
+
+
+def _hsts_on(r: AgentAuri) -> None:
+    r.compose.services["api-gateway"].env["ENABLE_HSTS"] = "true"
+    r.compose.recreate("api-gateway")
+    r.app.routes.update(r.routes())
+
+
+def _queue(depth: int):
+    def inject(r: AgentAuri) -> None:
+        r.queue(depth)
+        r.compose.log("event-processor", f"WARN QUEUE_HIGH_DEPTH action_jobs depth={depth}")
+
+    return inject
+
+
+def _queue_back(r: AgentAuri) -> None:
+    r.redis_setup()
+    r.compose.recreate("event-processor")
+
+
+EP = "event-processor"
+AgentAuri.drills = [
+    Drill(
+        "notify-trigger-disabled",
+        "Events not being processed > Cause 2: Database trigger not firing",
+        "notify_new_event_trigger disabled; an event 6 minutes old was never notified",
+        ("test_postgres_required_trigger_enabled[agentauri-db:notify_new_event_trigger]",
+         "test_postgres_no_disabled_triggers[agentauri-db]",
+         "test_postgres_sql_assertion[agentauri-db:events-processed-within-5-min]"),
+        _trigger_off, _trigger_on, group=0,
+    ),
+    Drill(
+        "queue-warning",
+        "High queue depth (Redis): Queue depth > 10,000",
+        "action_jobs holds 12,000 jobs; QUEUE_HIGH_DEPTH logged",
+        ("test_redis_queue_depth_below_warning[agentauri-redis:action_jobs]",
+         "test_log_forbidden_pattern_absent[event-processor:queue_high_depth]"),
+        _queue(12_000), _queue_back, group=0,
+    ),
+    Drill(
+        "wrong-sslmode",
+        "TLS connection fails > Solution 2: Wrong sslmode",
+        "DATABASE_URL in .env says sslmode=disable; api-gateway logs 'connection requires a valid SSL connection'",
+        ("test_config_setting_as_expected[agentauri-env:database-url-sslmode]",
+         "test_config_setting_as_expected[agentauri-env:database-url-sslrootcert]",
+         "test_log_forbidden_pattern_absent[api-gateway:db_tls]"),
+        _wrong_sslmode, _right_sslmode, group=0,
+    ),
+    Drill(
+        "task-panic",
+        "Silent task failures (events lost)",
+        "TASK_PANIC, EVENT_PROCESSING_TIMEOUT and 150 active tasks in event-processor's log",
+        ("test_log_forbidden_pattern_absent[event-processor:task_panic]",
+         "test_log_forbidden_pattern_absent[event-processor:event_processing_timeout]",
+         "test_log_forbidden_pattern_absent[event-processor:active_tasks_over_100]"),
+        _log(EP, "ERROR TASK_PANIC task=process_event event=9912 panic='called `Option::unwrap()` on a `None`'",
+             "ERROR EVENT_PROCESSING_TIMEOUT event=9913 after 30s",
+             '{"level":"INFO","target":"event_processor::metrics","message":"tasks","fields":{"active_tasks":150}}'),
+        _fresh(EP), group=0,
+    ),
+    Drill(
+        "worker-errors",
+        "High queue depth > Solution 2: Check worker health",
+        "action-workers log CRITICAL and 12 ERROR lines in the hour",
+        ("test_log_forbidden_pattern_absent[action-workers:critical]",
+         "test_log_error_rate_below_limit[action-workers:errors]"),
+        _log("action-workers", "CRITICAL: webhook action failed permanently: trigger=trg_webhook_orders",
+             *[f"ERROR: webhook POST https://hooks.example.com/orders returned 502 (attempt {n})" for n in range(12)]),
+        _fresh("action-workers"), group=0,
+    ),
+    Drill(
+        "rate-limit-exceeded",
+        "Rate limit exceeded",
+        "GET /api/v1/triggers answers 429 with X-RateLimit-Remaining: 0",
+        ("test_http_status[triggers-rate-limit]", "test_http_response_headers[triggers-rate-limit]"),
+        _rate_limited, lambda r: r.app.routes.update(r.routes()), group=0,
+    ),
+    Drill(
+        "indexer-not-syncing",
+        "Ponder Indexer Issues: Indexer not syncing",
+        "the chain head is 87,654 blocks past _ponder_status",
+        ("test_comparison_holds[ponder-indexer-lag]",),
+        _chain_ahead, _chain_back, group=0,
+    ),
+    Drill(
+        "slow-processing",
+        "Slow event processing (>1s per event)",
+        "processed_events of the last hour took 2,400 ms each",
+        ("test_postgres_sql_assertion[agentauri-db:processing-under-1s]",),
+        _slow_events, _fast_events, group=0,
+    ),
+    Drill(
+        "listener-disconnected",
+        "Events not being processed > Cause 1: PostgreSQL NOTIFY listener disconnected",
+        "event-processor restarted without its LISTEN session; an event 6 minutes old is unprocessed",
+        ("test_log_required_pattern_present[event-processor:notify_listener]",
+         "test_postgres_sql_assertion[agentauri-db:events-processed-within-5-min]"),
+        _listener_lost, _listener_back, group=1,
+    ),
+    Drill(
+        "queue-critical",
+        "High queue depth > Solution 3: CRITICAL_QUEUE_DEPTH (50,000)",
+        "action_jobs holds 60,000 jobs; QUEUE_HIGH_DEPTH logged",
+        ("test_redis_queue_depth_below_warning[agentauri-redis:action_jobs]",
+         "test_redis_queue_depth_below_critical[agentauri-redis:action_jobs]",
+         "test_log_forbidden_pattern_absent[event-processor:queue_high_depth]"),
+        _queue(60_000), _queue_back, group=1,
+    ),
+    Drill(
+        "circuit-breakers-open",
+        "All triggers disabled (circuit breaker OPEN)",
+        "every circuit_breaker_state row open; 'Circuit breaker OPEN' and 'skipping trigger (fail-fast)' logged",
+        ("test_postgres_sql_assertion[agentauri-db:no-open-circuit-breakers]",
+         "test_log_forbidden_pattern_absent[event-processor:circuit_breaker_open]"),
+        _breakers_open, _breakers_closed, group=1,
+    ),
+    Drill(
+        "breaker-not-persisting",
+        "Circuit breaker state not persisting",
+        "6 CIRCUIT_BREAKER_PERSIST_FAILED lines (more than 5)",
+        ("test_log_forbidden_pattern_absent[event-processor:cb_persist_failed]",),
+        _log(EP, *[f"ERROR: CIRCUIT_BREAKER_PERSIST_FAILED trigger=trg_mcp_sync attempt={n}" for n in range(6)]),
+        _fresh(EP), group=1,
+    ),
+    Drill(
+        "polling-fallback-aborted",
+        "Events not being processed > Cause 3: Polling fallback batch aborted",
+        "POLLING_FALLBACK_BATCH_ABORTED after 10 consecutive failures",
+        ("test_log_forbidden_pattern_absent[event-processor:polling_fallback_aborted]",),
+        _log(EP, "ERROR POLLING_FALLBACK_BATCH_ABORTED after 10 consecutive failures"),
+        _fresh(EP), group=1,
+    ),
+    Drill(
+        "trigger-count-exceeded",
+        "Slow event processing > Solution 1: Too many triggers per event",
+        "TRIGGER_COUNT_EXCEEDED: an event matched more than 100 triggers",
+        ("test_log_forbidden_pattern_absent[event-processor:trigger_count_exceeded]",),
+        _log(EP, "WARN TRIGGER_COUNT_EXCEEDED event=9920 triggers=137 limit=100 (truncated)"),
+        _fresh(EP), group=1,
+    ),
+    Drill(
+        "apikey-dummy-hash",
+        "API Key authentication fails > Solution 2: Timing attack mitigation issue",
+        "api-gateway logs 'CRITICAL: Failed to verify API key due to missing dummy hash'",
+        ("test_log_forbidden_pattern_absent[api-gateway:apikey_dummy_hash]",),
+        _log("api-gateway", "CRITICAL: Failed to verify API key due to missing dummy hash"),
+        _fresh("api-gateway"), group=1,
+    ),
+    Drill(
+        "hsts-disabled",
+        "Security headers missing > Solution 1: HSTS disabled",
+        "api-gateway runs with ENABLE_HSTS=false and sends no Strict-Transport-Security",
+        ("test_container_env_as_expected[agentauri-compose:api-gateway:ENABLE_HSTS]",),
+        _hsts_off, _hsts_on, group=2,
+    ),
+    Drill(
+        "pool-exhausted",
+        "Connection pool exhausted",
+        "23 more sessions hold 25 of the 27 connections; 'Failed to acquire connection from pool' logged",
+        ("test_postgres_connections_below_warning[agentauri-db]", "test_postgres_connections_below_critical[agentauri-db]",
+         "test_log_forbidden_pattern_absent[event-processor:pool_exhausted]"),
+        _pool_exhausted, _pool_released, group=2,
+    ),
+    Drill(
+        "redis-down",
+        "Redis connection refused",
+        "redis-server stopped and the redis container with it; /api/v1/health answers 503",
+        ("test_redis_ping[agentauri-redis]", "test_redis_latency_below_limit[agentauri-redis]",
+         "test_redis_memory_below_limit[agentauri-redis]", "test_redis_clients_below_limit[agentauri-redis]",
+         "test_redis_queue_depth_below_warning[agentauri-redis:action_jobs]",
+         "test_redis_queue_depth_below_critical[agentauri-redis:action_jobs]",
+         "test_redis_no_new_evictions[agentauri-redis]", "test_redis_no_new_rejected_connections[agentauri-redis]",
+         "test_redis_persistence_ok[agentauri-redis]", "test_container_running[agentauri-compose:redis]",
+         "test_container_cpu_below_limit[agentauri-compose:redis]",
+         "test_container_memory_below_limit[agentauri-compose:redis]",
+         "test_container_reaches[agentauri-compose:event-processor->redis:6379]",
+         "test_log_forbidden_pattern_absent[event-processor:redis_refused]", "test_http_status[api-health]"),
+        _redis_down, _redis_up, group=2,
+    ),
+]  # fmt: skip

@@ -15,15 +15,18 @@ which busybox lacks.)
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import subprocess
 import threading
+import time
 
 import psycopg
 
-from replicas.base import Override, Replica
-from replicas.parts import MONITOR_PASSWORD, MONITOR_USER, Compose, Service, pg_setup
-from tests.servers import PgBouncerServer, PostgresServer
+from replicas.base import Drill, Override, Replica
+from replicas.parts import MONITOR_PASSWORD, MONITOR_USER, Compose, Service, pg_setup, reload
+from tests.servers import PgBouncerServer, PostgresServer, closed_port
 from tests.servers_docker import DockerEngineServer
 from tests.servers_http_auth import PASSWORD, USER, JwtApi, MtlsProxy, ProxySite
 from tests.servers_tls import Pki
@@ -86,6 +89,7 @@ class Awe(Replica):
         self.compose = Compose(self.engine, PROJECT, self.containers())
         self.compose.up()
         self.holding: list[psycopg.Connection] = []
+        self.closed = closed_port()  # where a dead upstream would be
 
         port = self.proxy.sites["caddy"].port
         self.env.update(
@@ -183,13 +187,13 @@ class Awe(Replica):
 
     # --- faults' helpers ---
 
-    def hold_pool(self, clients: int) -> None:
+    def hold_pool(self, clients: int, connect_timeout: int = 5) -> None:
         """`clients` app sessions through PgBouncer, each in a long query: past pool_size they wait."""
 
         def hold() -> None:
-            conn = psycopg.connect(self.bouncer.dsn(APP_USER), autocommit=True, connect_timeout=5)
-            self.holding.append(conn)
             try:
+                conn = psycopg.connect(self.bouncer.dsn(APP_USER), autocommit=True, connect_timeout=connect_timeout)
+                self.holding.append(conn)
                 conn.execute("SELECT pg_sleep(120)")
             except psycopg.Error:
                 pass
@@ -198,8 +202,232 @@ class Awe(Replica):
             threading.Thread(target=hold, daemon=True).start()
 
     def release_pool(self) -> None:
-        self.pg.psql("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'")
+        with contextlib.suppress(RuntimeError):  # a stopped server has nothing to cancel
+            self.pg.psql("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'")
         for conn in self.holding:
             conn.close()
         self.holding.clear()
 
+
+
+# --- drills: the runbook's problem categories ------------------------------------------------
+
+
+def _install(r: Awe, kind: str, issued) -> None:
+    """A certificate (and its key) where setup_mtls_infrastructure.sh puts it."""
+    shutil.copy(issued.cert_path, r.certs / kind / f"{kind}.crt")
+    shutil.copy(issued.key_path, r.certs / kind / f"{kind}.key")
+
+
+def _server_expired(r: Awe) -> None:
+    _install(r, "server", r.pki.issue("server-expired", issuer=r.pki.root, expired=True, hosts=("localhost", "127.0.0.1")))
+    reload(r.proxy)
+
+
+def _server_renewed(r: Awe) -> None:
+    _install(r, "server", r.pki.issue("server-renewed", issuer=r.pki.root, hosts=("localhost", "127.0.0.1")))
+    reload(r.proxy)
+
+
+def _client_ca_rotated(r: Awe) -> None:
+    other = Pki(r.dir / "pki-rotated")  # the CA was regenerated; the monitoring client still has the old one's cert
+    r.proxy.sites["caddy"].client_ca = other.ca_file
+    reload(r.proxy)
+
+
+def _client_ca_back(r: Awe) -> None:
+    r.proxy.sites["caddy"].client_ca = r.certs / "ca" / "ca.crt"
+    reload(r.proxy)
+
+
+def _client_expiring(r: Awe) -> None:
+    _install(r, "client", r.pki.issue("client-soon", issuer=r.pki.root, client=True, days=10,
+                                      hosts=("opscheck-monitor",)))  # fmt: skip
+
+
+def _client_renewed(r: Awe) -> None:
+    _install(r, "client", r.pki.issue("client-renewed", issuer=r.pki.root, client=True, hosts=("opscheck-monitor",)))
+
+
+def _api_crashed(r: Awe) -> None:
+    lines = ["INFO:     Started server process [1]", "Traceback (most recent call last):",
+             '  File "/app/main.py", line 12, in <module>',
+             "sqlalchemy.exc.OperationalError: could not translate host name \"database\"",
+             "CRITICAL: application startup failed"]  # fmt: skip
+    r.compose.recreate("api", lines=lines, keep="")  # the container exits
+    r.proxy.sites["caddy"].upstream = r.closed
+    reload(r.proxy)
+
+
+def _api_back(r: Awe) -> None:
+    r.compose.recreate("api")
+    r.proxy.sites["caddy"].upstream = r.api.port
+    reload(r.proxy)
+
+
+def _alembic_behind(r: Awe) -> None:
+    r.pg.psql(f"UPDATE alembic_version SET version_num = '{REVISIONS[-2][0]}'", dbname=DATABASE)
+
+
+def _alembic_head(r: Awe) -> None:
+    r.pg.psql(f"UPDATE alembic_version SET version_num = '{HEAD}'", dbname=DATABASE)
+
+
+def _backup_stale(r: Awe) -> None:
+    old = time.time() - 3 * 86400
+    os.utime(r.dir / "backup" / "latest.sql", (old, old))
+
+
+def _backup_fresh(r: Awe) -> None:
+    os.utime(r.dir / "backup" / "latest.sql")
+
+
+def _database_down(r: Awe) -> None:
+    r.pg.stop()
+    r.compose.log("database", "LOG:  received fast shutdown request", "LOG:  database system is shut down")
+    r.hold_pool(1, connect_timeout=60)  # the app's next request: it waits in PgBouncer for a server
+    time.sleep(1.5)
+
+
+def _database_up(r: Awe) -> None:
+    r.pg.start()
+    r.release_pool()
+    r.bouncer.stop()  # PgBouncer refuses logins for server_login_retry (15 s) after failing ones
+    r.bouncer.start()
+    r.compose.recreate("database")
+
+
+def _pool_waiting(r: Awe) -> None:
+    r.hold_pool(3)  # pool_size 2: the third client waits
+    time.sleep(1.5)  # longer than maxwait's 1 s warning
+
+
+def _wrong_password(r: Awe) -> None:
+    r.env["AWE_MONITOR_PASSWORD"] = "the-password-before-the-reset"
+
+
+def _right_password(r: Awe) -> None:
+    r.env["AWE_MONITOR_PASSWORD"] = PASSWORD
+
+
+def _long_tokens(r: Awe) -> None:
+    r.api.lifetime_s = 48 * 3600
+
+
+def _session_tokens(r: Awe) -> None:
+    r.api.lifetime_s = 8 * 3600
+
+
+def _api_errors(r: Awe) -> None:
+    r.compose.log(
+        "api",
+        *[f"ERROR:    agent run {n} failed: tool 'web_search' timed out after 30s" for n in range(12)],
+        "Traceback (most recent call last):",
+        '  File "/app/agents/orchestrator.py", line 88, in run',
+        "TimeoutError: tool 'web_search' timed out",
+    )
+
+
+def _caddy_errors(r: Awe) -> None:
+    lines = [
+        '{"level":"error","ts":1764580100.0,"logger":"http.log.access","msg":"handled request","status":502,'
+        '"request":{"method":"GET","uri":"/api/workflows","proto":"HTTP/2.0"},"duration":0.001}'
+    ] * 3
+    lines += ['{"level":"debug","logger":"http.stdlib","msg":"http: TLS handshake error from 10.0.0.7:51234: EOF"}'] * 51
+    r.compose.log("caddy", *lines)
+
+
+def _fresh(*services: str):
+    def reset(r: Awe) -> None:
+        for service in services:
+            r.compose.recreate(service)
+
+    return reset
+
+
+Awe.drills = [
+    Drill(
+        "alembic-behind",
+        "Database Issues > Migration Failures",
+        "alembic_version is one revision behind the head of alembic/versions",
+        ("test_postgres_migrations_at_head[awe-db]",),
+        _alembic_behind, _alembic_head, group=0,
+    ),
+    Drill(
+        "jwt-lifetime-too-long",
+        "Authentication Issues > JWT Token Problems",
+        "the API issues tokens valid 48 h (the session lifetime is 24 h)",
+        ("test_jwt_claims_as_expected[api-auth]",),
+        _long_tokens, _session_tokens, group=0,
+    ),
+    Drill(
+        "backup-stale",
+        "Emergency Procedures > Database recovery (/backup/latest.sql)",
+        "/backup/latest.sql was written 3 days ago",
+        ("test_backup_recent[latest-dump]",),
+        _backup_stale, _backup_fresh, group=0,
+    ),
+    Drill(
+        "api-errors",
+        "Debugging Tools > Log Analysis (docker-compose logs api)",
+        "the api logs 12 ERROR lines and a Traceback",
+        ("test_log_forbidden_pattern_absent[api:traceback_or_critical]", "test_log_error_rate_below_limit[api:errors]"),
+        _api_errors, _fresh("api"), group=0,
+    ),
+    Drill(
+        "proxy-errors",
+        "Debugging Tools > Log Analysis (docker-compose logs caddy)",
+        "caddy's access log: 3 of 5 requests answered 502; 51 TLS handshake errors",
+        ("test_log_ratio_within_limit[caddy:access_5xx]", "test_log_forbidden_pattern_absent[caddy:tls_handshake_errors]"),
+        _caddy_errors, _fresh("caddy"), group=0,
+    ),
+    Drill(
+        "client-certificate-expiring",
+        "SSL/Certificate Issues > mTLS Handshake Problems (openssl x509 -in certs/client/client.crt -noout -dates)",
+        "the monitoring client certificate expires in 10 days",
+        ("test_certificate_file_expiry_warning[client-cert]", "test_certificate_file_expiry_critical[client-cert]", "test_tls_certificates_expiry_warning[mtls-proxy]", "test_tls_certificates_expiry_critical[mtls-proxy]",),
+        _client_expiring, _client_renewed, group=0,
+    ),
+    Drill(
+        "pgbouncer-clients-waiting",
+        "Database Issues > Connection Problems (SHOW POOLS)",
+        "three app clients in long queries on a pool of 2: one waits",
+        ("test_pgbouncer_clients_waiting_below_limit[awe-pgbouncer]", "test_pgbouncer_maxwait_below_warning[awe-pgbouncer]", "test_pgbouncer_server_pool_below_warning[awe-pgbouncer]", "test_pgbouncer_server_pool_below_critical[awe-pgbouncer]",),
+        _pool_waiting, lambda r: r.release_pool(), group=1,
+    ),
+    Drill(
+        "login-fails",
+        "Authentication Issues > Login Failures",
+        "the monitoring account's password was reset; the stored one no longer logs in",
+        ("test_http_status[api-auth]", "test_http_latency_below_limit[api-auth]", "test_http_login_succeeds[api-auth]", "test_jwt_not_expiring[api-auth]", "test_jwt_algorithm_safe[api-auth]", "test_jwt_claims_as_expected[api-auth]", "test_http_auth_refused[api-auth:tampered]",),
+        _wrong_password, _right_password, group=1,
+    ),
+    Drill(
+        "client-certificate-rejected",
+        "SSL/Certificate Issues > mTLS Handshake Problems",
+        "the proxy trusts a regenerated CA: the monitoring client certificate is refused",
+        ("test_http_status[api-health]", "test_http_status[api-auth]", "test_http_latency_below_limit[api-auth]", "test_http_login_succeeds[api-auth]", "test_jwt_not_expiring[api-auth]", "test_jwt_algorithm_safe[api-auth]", "test_jwt_claims_as_expected[api-auth]", "test_http_auth_refused[api-auth:tampered]", "test_http_auth_refused[api-auth:missing]", "test_tls_client_certificate_accepted[mtls-proxy]",),
+        _client_ca_rotated, _client_ca_back, group=2,
+    ),
+    Drill(
+        "database-down",
+        "Database Issues > Connection Problems",
+        "PostgreSQL stopped (PgBouncer still answers)",
+        ("test_postgres_select_1[awe-db]", "test_postgres_connections_below_warning[awe-db]", "test_postgres_connections_below_critical[awe-db]", "test_postgres_long_queries_below_warning[awe-db]", "test_postgres_long_queries_below_critical[awe-db]", "test_postgres_no_old_transactions[awe-db]", "test_postgres_no_idle_in_transaction[awe-db]", "test_postgres_lock_waits_below_warning[awe-db]", "test_postgres_lock_waits_below_critical[awe-db]", "test_postgres_no_new_deadlocks[awe-db]", "test_postgres_wraparound_below_warning[awe-db]", "test_postgres_wraparound_below_critical[awe-db]", "test_postgres_sequences_below_critical[awe-db]", "test_postgres_no_disabled_triggers[awe-db]", "test_postgres_migrations_at_head[awe-db]", "test_postgres_no_slow_statements[awe-db]", "test_command_exit_code[database:pg-isready]", "test_pgbouncer_clients_waiting_below_limit[awe-pgbouncer]", "test_pgbouncer_maxwait_below_warning[awe-pgbouncer]",),
+        _database_down, _database_up, group=2,
+    ),
+    Drill(
+        "api-container-down",
+        "Startup Issues > Container Won't Start",
+        "the api container exited at startup (Traceback, CRITICAL); the proxy answers 502",
+        ("test_container_running[awe-compose:api]", "test_container_cpu_below_limit[awe-compose:api]", "test_container_memory_below_limit[awe-compose:api]", "test_http_status[api-health]", "test_http_status[api-auth]", "test_http_latency_below_limit[api-auth]", "test_http_login_succeeds[api-auth]", "test_jwt_not_expiring[api-auth]", "test_jwt_algorithm_safe[api-auth]", "test_jwt_claims_as_expected[api-auth]", "test_http_auth_refused[api-auth:tampered]", "test_http_auth_refused[api-auth:missing]", "test_tls_client_certificate_accepted[mtls-proxy]", "test_log_forbidden_pattern_absent[api:traceback_or_critical]",),
+        _api_crashed, _api_back, group=3,
+    ),
+    Drill(
+        "certificate-expired",
+        "SSL/Certificate Issues > Certificate Validation Failures",
+        "certs/server/server.crt expired yesterday, and the proxy serves it",
+        ("test_certificate_file_expiry_warning[server-cert]", "test_certificate_file_expiry_critical[server-cert]", "test_certificate_file_verifies[server-cert]", "test_tls_certificates_expiry_warning[mtls-proxy]", "test_tls_certificates_expiry_critical[mtls-proxy]", "test_tls_chain_verifies[mtls-proxy]", "test_http_status[api-health]", "test_http_latency_below_limit[api-health]", "test_http_status[api-auth]", "test_http_latency_below_limit[api-auth]", "test_http_login_succeeds[api-auth]", "test_jwt_not_expiring[api-auth]", "test_jwt_algorithm_safe[api-auth]", "test_jwt_claims_as_expected[api-auth]", "test_http_auth_refused[api-auth:tampered]", "test_http_auth_refused[api-auth:missing]",),
+        _server_expired, _server_renewed, group=4,
+    ),
+]  # fmt: skip

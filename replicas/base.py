@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -88,6 +89,11 @@ class Run:
             return None
         found = self.reports / self.summary["environment"] / self.summary["run"] / "report.html"
         return found if found.exists() else None
+
+
+def matches(pattern: str, check_id: str) -> bool:
+    """A drill's `fails` entry: a check id, where `*` stands for any text (a random port in an id)."""
+    return re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), check_id) is not None
 
 
 def parallel(*calls: Callable[[], object]) -> list:

@@ -47,19 +47,18 @@ class Front(Nginx):
             block = block.replace('location / { return 200 "ok\\n"; }', site.locations)
         return block
 
-    def reload(self) -> None:
-        """Write the configuration again (a site's certificate or locations changed) and reload."""
-        import signal
 
-        conf = self.dir / "nginx.conf"
-        text = conf.read_text()
-        head, _, _ = text.partition("  default_type text/plain;\n")
-        conf.write_text(
-            head + "  default_type text/plain;\n" + "".join(self._server_block(s) for s in self.sites.values()) + "}\n"
-        )
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGHUP)
-        time.sleep(0.5)  # the new workers take over
+def reload(nginx: Nginx) -> None:
+    """Write an nginx's configuration again (a site's certificate, CA or locations changed) and reload."""
+    import signal
+
+    conf = nginx.dir / "nginx.conf"
+    head, _, _ = conf.read_text().partition("  default_type text/plain;\n")
+    blocks = "".join(nginx._server_block(s) for s in nginx.sites.values())
+    conf.write_text(head + "  default_type text/plain;\n" + blocks + "}\n")
+    assert nginx.proc is not None
+    nginx.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.7)  # the new workers take over
 
 
 # --- containers, as docker compose names and labels them ------------------------------------
