@@ -13,15 +13,18 @@ certificate; a sign-off record for the daily checklist line a person does.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import boto3
+import psycopg
 import requests
 import yaml
 
-from replicas.base import Override, Replica
-from replicas.parts import MONITOR_PASSWORD, MONITOR_USER, pg_setup
+from replicas.base import Drill, Override, Replica
+from replicas.parts import MONITOR_PASSWORD, MONITOR_USER, pg_setup, reload
 from tests.servers import HttpServer, PostgresServer, RedisServer, Route
 from tests.servers_aws import ACCOUNT, REGION, AwsFront, MotoServer, epoch
 from tests.servers_http_auth import PASSWORD, USER, JwtApi
@@ -53,6 +56,7 @@ class AccuNode(Replica):
     title = "AccuNode (AWS ECS, RDS, ElastiCache, CloudWatch)"
 
     def build(self) -> None:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
         self.pki = Pki(self.dir / "pki")
         status = self.pki.issue("status-page", hosts=("status.accunode.com", "127.0.0.1"))
         api = self.pki.issue("api", hosts=("localhost", "127.0.0.1", "api.accunode.com"))
@@ -74,6 +78,8 @@ class AccuNode(Replica):
         self.services(self.front)
         pg_setup(self.pg, DATABASE, SCHEMA, ["companies", "predictions"])
         self.cloud()
+        self.held: list = []
+        self.injected_metrics: list = []
 
         signoffs = self.dir / "accunode.signoffs.yml"
         record = {
@@ -95,9 +101,9 @@ class AccuNode(Replica):
             ACCUNODE_REDIS_URL=f"redis://127.0.0.1:{self.redis.port}/0",
             ACCUNODE_API_HOST="localhost",
             ACCUNODE_ALB_DIMENSION=self.alb_dimension,
-            ACCUNODE_RDS_SECURITY_GROUP=self.groups["rds"],
-            ACCUNODE_CACHE_SECURITY_GROUP=self.groups["cache"],
-            ACCUNODE_ECS_SECURITY_GROUP=self.groups["ecs"],
+            ACCUNODE_RDS_SECURITY_GROUP=self.security_groups["rds"],
+            ACCUNODE_CACHE_SECURITY_GROUP=self.security_groups["cache"],
+            ACCUNODE_ECS_SECURITY_GROUP=self.security_groups["ecs"],
             OPSCHECK_SIGNOFFS=str(signoffs),
             AWS_ENDPOINT_URL=self.front.url,  # boto3's own variable: every service through the emulator
             AWS_ACCESS_KEY_ID=KEY,
@@ -211,13 +217,13 @@ class AccuNode(Replica):
              "EndTime": epoch(timedelta(hours=6)), "StatusCode": "Successful",
              "StatusMessage": "Successfully set desired count to 3."}
         ]  # fmt: skip
-        self.groups = {n: ec2.create_security_group(GroupName=f"accunode-{n}", Description=n, VpcId=vpc)["GroupId"]
+        self.security_groups = {n: ec2.create_security_group(GroupName=f"accunode-{n}", Description=n, VpcId=vpc)["GroupId"]
                        for n in ("ecs", "rds", "cache")}  # fmt: skip
         for name, port in (("rds", 5432), ("cache", 6379)):
             ec2.authorize_security_group_ingress(
-                GroupId=self.groups[name],
+                GroupId=self.security_groups[name],
                 IpPermissions=[{"IpProtocol": "tcp", "FromPort": port, "ToPort": port,
-                                "UserIdGroupPairs": [{"GroupId": self.groups["ecs"]}]}],
+                                "UserIdGroupPairs": [{"GroupId": self.security_groups["ecs"]}]}],
             )  # fmt: skip
         self.front.service_graph = [
             {"ReferenceId": 0, "Name": SERVICE, "Type": "AWS::ECS::Container", "State": "active",
@@ -295,3 +301,283 @@ class AccuNode(Replica):
             json={"results": [result], "region": REGION},
             timeout=10,
         ).raise_for_status()
+
+
+# --- drills: the runbook's "Common Issues Quick Reference" -------------------------------------
+
+
+def _cloudwatch():
+    from moto.cloudwatch.models import cloudwatch_backends
+
+    return cloudwatch_backends[ACCOUNT][REGION]
+
+
+def _put_metric(r: AccuNode, namespace: str, dims: dict, metric: str, value: float, minutes: range) -> None:
+    """Datapoints now-ish, remembered so the reset takes exactly them out again."""
+    backend = _cloudwatch()
+    mark = len(backend.metric_data)
+    now = datetime.now(UTC)
+    data = [{"MetricName": metric, "Value": value, "Timestamp": now - timedelta(minutes=m),
+             "Dimensions": [{"Name": k, "Value": v} for k, v in dims.items()]} for m in minutes]  # fmt: skip
+    for start in range(0, len(data), 1000):
+        r.client("cloudwatch").put_metric_data(Namespace=namespace, MetricData=data[start : start + 1000])
+    r.injected_metrics += backend.metric_data[mark:]
+
+
+def _drop_metrics(r: AccuNode) -> None:
+    backend = _cloudwatch()
+    injected = {id(d) for d in r.injected_metrics}
+    backend.metric_data[:] = [d for d in backend.metric_data if id(d) not in injected]
+    r.injected_metrics = []
+
+
+def _events(r: AccuNode, stream: str, lines: list[str]) -> None:
+    logs = r.client("logs")
+    logs.create_log_stream(logGroupName=f"/aws/ecs/{CLUSTER}", logStreamName=stream)
+    now = int(datetime.now(UTC).timestamp() * 1000)  # 2 minutes back: the family's window ends at the minute
+    logs.put_log_events(logGroupName=f"/aws/ecs/{CLUSTER}", logStreamName=stream,
+                        logEvents=[{"timestamp": now - 120_000 + i, "message": m} for i, m in enumerate(lines)])  # fmt: skip
+
+
+def _drop_events(stream: str):
+    def reset(r: AccuNode) -> None:
+        r.client("logs").delete_log_stream(logGroupName=f"/aws/ecs/{CLUSTER}", logStreamName=stream)
+
+    return reset
+
+
+ECS = {"ClusterName": CLUSTER, "ServiceName": SERVICE}
+
+
+def _api_500(r: AccuNode) -> None:
+    r.app.routes["/api/v1/health"] = Route(status=500, body={"detail": "Internal Server Error"})
+    _events(r, "accunode-api/api/crash", [
+        "ERROR:    Exception in ASGI application",
+        *[f"ERROR:    sqlalchemy.exc.OperationalError: connection to server at accunode-prod failed (request {n})"
+          for n in range(14)],
+    ])  # fmt: skip
+
+
+def _api_back(r: AccuNode) -> None:
+    r.app.routes["/api/v1/health"] = Route(body={"status": "healthy", "database": "ok", "redis": "ok", "model": "v2.1"})
+    _drop_events("accunode-api/api/crash")(r)
+
+
+def _db_connections(r: AccuNode) -> None:
+    # max_connections 40 - 3 reserved: 32 sessions are 86 % (> 80 % critical)
+    r.held = [psycopg.connect(r.pg.dsn(MONITOR_USER, MONITOR_PASSWORD, DATABASE), connect_timeout=5) for _ in range(32)]
+
+
+def _db_released(r: AccuNode) -> None:
+    for conn in r.held:
+        conn.close()
+    r.held = []
+
+
+def _status_page_expired(r: AccuNode) -> None:
+    expired = r.pki.issue("status-page-expired", hosts=("status.accunode.com", "127.0.0.1"), expired=True)
+    site = r.web.sites["status-page"]
+    site.chain, site.key = r.pki.chain_file(expired, r.pki.intermediate), expired.key_path
+    reload(r.web)
+
+
+def _status_page_renewed(r: AccuNode) -> None:
+    renewed = r.pki.issue("status-page-renewed", hosts=("status.accunode.com", "127.0.0.1"))
+    site = r.web.sites["status-page"]
+    site.chain, site.key = r.pki.chain_file(renewed, r.pki.intermediate), renewed.key_path
+    reload(r.web)
+
+
+def _deployment_stuck(r: AccuNode) -> None:
+    """A new task definition revision rolls out and its tasks do not start: 1 of 3 new tasks run."""
+    service = r.ecs_service()
+    r.saved_service = (service.running_count, service.pending_count, list(service.deployments), list(service.events))
+    started = datetime.now(UTC) - timedelta(minutes=25)
+    old = dict(service.deployments[0], status="ACTIVE", desiredCount=0, runningCount=1, pendingCount=0, updatedAt=started)
+    new = dict(service.deployments[0], id="ecs-svc/9876543210123456", status="PRIMARY", desiredCount=3,
+               runningCount=1, pendingCount=2, rolloutState="IN_PROGRESS", createdAt=started, updatedAt=started,
+               rolloutStateReason="ECS deployment ecs-svc/9876543210123456 in progress.",
+               taskDefinition=service.deployments[0]["taskDefinition"].replace(":1", ":2"))  # fmt: skip
+    service.deployments = [new, old]
+    service.running_count, service.pending_count = 2, 2
+    service.events = [
+        {"id": "e9", "createdAt": datetime.now(UTC) - timedelta(minutes=2),
+         "message": f"(service {SERVICE}) is unable to consistently start tasks successfully."},
+        *service.events,
+    ]  # fmt: skip
+
+
+def _deployment_back(r: AccuNode) -> None:
+    service = r.ecs_service()
+    service.running_count, service.pending_count, service.deployments, service.events = r.saved_service
+
+
+def _cpu_spike(r: AccuNode) -> None:
+    _put_metric(r, "AWS/ECS", ECS, "CPUUtilization", 96.0, range(2, 30))
+    r.client("cloudwatch").set_alarm_state(AlarmName="accunode-cpu-high", StateValue="ALARM",
+                                           StateReason="Threshold Crossed: 2 datapoints > 80")  # fmt: skip
+
+
+def _cpu_calm(r: AccuNode) -> None:
+    _drop_metrics(r)
+    r.client("cloudwatch").set_alarm_state(AlarmName="accunode-cpu-high", StateValue="OK", StateReason="back to normal")
+
+
+def _memory_leak(r: AccuNode) -> None:
+    # 3 datapoints an hour at 84 % beside the hourly 58 %: the last day's mean 77.5 %, +34 % on the day before
+    _put_metric(r, "AWS/ECS", ECS, "MemoryUtilization", 84.0, range(5, 24 * 60, 20))
+
+
+def _signoff_missing(r: AccuNode) -> None:
+    path = Path(r.env["OPSCHECK_SIGNOFFS"])
+    r.saved_signoffs = path.read_text()
+    path.write_text("signoffs: []\n")
+
+
+def _signoff_back(r: AccuNode) -> None:
+    Path(r.env["OPSCHECK_SIGNOFFS"]).write_text(r.saved_signoffs)
+
+
+def _token_clock_behind(r: AccuNode) -> None:
+    r.jwt.iat_offset = -2 * 3600  # the token service's clock is 2 h behind: its tokens are born expired
+
+
+def _token_clock_right(r: AccuNode) -> None:
+    r.jwt.iat_offset = 0
+
+
+def _slow(r: AccuNode) -> None:
+    r.app.routes["/api/v1/health"].delay = 1.5
+
+
+def _fast(r: AccuNode) -> None:
+    r.app.routes["/api/v1/health"].delay = 0.0
+
+
+def _storage_full(r: AccuNode) -> None:
+    from moto.rds.models import rds_backends
+
+    rds_backends[ACCOUNT][REGION].databases[CLUSTER].status = "storage-full"
+    _put_metric(r, "AWS/RDS", {"DBInstanceIdentifier": CLUSTER}, "FreeStorageSpace", 0.4 * 1024**3, range(1, 20, 5))
+
+
+def _storage_scaled(r: AccuNode) -> None:
+    from moto.rds.models import rds_backends
+
+    rds_backends[ACCOUNT][REGION].databases[CLUSTER].status = "available"
+    _drop_metrics(r)
+
+
+def _redis_down(r: AccuNode) -> None:
+    r.redis.stop()
+
+
+def _redis_up(r: AccuNode) -> None:
+    r.redis.start()
+
+
+def _prediction_errors(r: AccuNode) -> None:
+    _events(r, "accunode-api/api/predict", [
+        "ERROR:    prediction failed: model file /models/accunode-v2.1.pkl not found",
+        "ERROR:    prediction failed: model file /models/accunode-v2.1.pkl not found",
+    ])  # fmt: skip
+
+
+def _rate_limited(r: AccuNode) -> None:
+    line = "INFO:     " + ACCESS.format(ip="10.0.1.9:50001", method="POST", path="/api/v1/predict", status="429 Too Many Requests")
+    _events(r, "accunode-api/api/spike", [line] * 20)
+
+
+AccuNode.drills = [
+    Drill(
+        "api-answering-500",
+        "API Issues > 500 Internal Server Error | Application crash",
+        "/api/v1/health answers 500; 15 ERROR lines in /aws/ecs/accunode-prod",
+        ("test_http_status[api-health]", "test_aws_log_pattern_below_limit[accunode:errors-1h]", "test_aws_log_pattern_below_limit[accunode:api-errors-1h]",),
+        _api_500, _api_back, group=0,
+    ),
+    Drill(
+        "db-connections-exhausted",
+        "Database Issues > Connection timeout | Connection pool exhausted",
+        "32 more sessions: 86 % of max_connections minus the reserved ones",
+        ("test_postgres_connections_below_warning[accunode-db]", "test_postgres_connections_below_critical[accunode-db]",),
+        _db_connections, _db_released, group=0,
+    ),
+    Drill(
+        "ssl-certificate-expired",
+        "Infrastructure Issues > SSL certificate errors | Certificate expiration",
+        "status.accunode.com serves a certificate that expired yesterday",
+        ("test_http_status[status-page]", "test_http_latency_below_limit[status-page]", "test_tls_chain_verifies[status-page]", "test_tls_certificates_expiry_warning[status-page]", "test_tls_certificates_expiry_critical[status-page]",),
+        _status_page_expired, _status_page_renewed, group=0,
+    ),
+    Drill(
+        "ecs-deployment-stuck",
+        "Useful AWS CLI Commands > Check ECS service status / Get recent ECS events",
+        "a new revision's rollout runs 1 of 3 tasks for 25 minutes; 'unable to consistently start tasks'",
+        ("test_aws_ecs_running_equals_desired[accunode:accunode-prod/accunode-api]", "test_aws_ecs_no_pending_tasks_beyond_grace[accunode:accunode-prod/accunode-api]", "test_aws_ecs_deployment_completed[accunode:accunode-prod/accunode-api]", "test_aws_ecs_no_failure_events[accunode:accunode-prod/accunode-api]", "test_aws_target_group_healthy[accunode:accunode-api]",),
+        _deployment_stuck, _deployment_back, group=0,
+    ),
+    Drill(
+        "high-cpu",
+        "Infrastructure Issues > High CPU usage | Traffic spike or inefficient code",
+        "ECS CPU at 96 % for the last 25 minutes; accunode-cpu-high in ALARM",
+        ("test_aws_metric_holds[accunode:ecs-cpu-below-80]", "test_aws_no_alarm_in_alarm[accunode]",),
+        _cpu_spike, _cpu_calm, group=0,
+    ),
+    Drill(
+        "memory-leak",
+        "Infrastructure Issues > Memory leaks",
+        "ECS memory averages 77.5 % over the last day, 58 % the day before",
+        ("test_aws_metric_holds[accunode:ecs-memory-trend-24h]",),
+        _memory_leak, _drop_metrics, group=0,
+    ),
+    Drill(
+        "overnight-review-not-signed",
+        "Daily Operations Checklist > Review overnight alerts and incidents",
+        "no sign-off of today's overnight review",
+        ("test_checklist_signed_off[accunode-daily-overnight-alerts]",),
+        _signoff_missing, _signoff_back, group=0,
+    ),
+    Drill(
+        "jwt-token-expired",
+        "API Issues > 401 Unauthorized | JWT token expired",
+        "the token endpoint's clock is 2 hours behind: every token it issues is already expired",
+        ("test_http_status[api-auth]", "test_jwt_not_expiring[api-auth]",),
+        _token_clock_behind, _token_clock_right, group=1,
+    ),
+    Drill(
+        "slow-responses",
+        "API Issues > Slow response times | Database queries",
+        "/api/v1/health takes 1.5 s (the limit is 1 s)",
+        ("test_http_latency_below_limit[api-health]",),
+        _slow, _fast, group=1,
+    ),
+    Drill(
+        "rds-disk-full",
+        "Database Issues > Disk space full | Log files or data growth",
+        "accunode-prod in storage-full with 0.4 GiB free of 100",
+        ("test_aws_rds_available[accunode:accunode-prod]", "test_aws_rds_free_storage_above_limit[accunode:accunode-prod]",),
+        _storage_full, _storage_scaled, group=1,
+    ),
+    Drill(
+        "redis-down",
+        "Quick Diagnostic Commands > Redis connectivity (REDIS DOWN)",
+        "the cache's Redis stopped",
+        ("test_redis_ping[accunode-redis]", "test_redis_latency_below_limit[accunode-redis]", "test_redis_memory_below_limit[accunode-redis]", "test_redis_clients_below_limit[accunode-redis]", "test_redis_no_new_evictions[accunode-redis]", "test_redis_no_new_rejected_connections[accunode-redis]", "test_redis_persistence_ok[accunode-redis]",),
+        _redis_down, _redis_up, group=1,
+    ),
+    Drill(
+        "predictions-failing",
+        "Knowledge Base > What to do when predictions are failing?",
+        "2 ERROR lines: the model file is missing",
+        ("test_aws_log_pattern_below_limit[accunode:prediction-errors-1h]",),
+        _prediction_errors, _drop_events("accunode-api/api/predict"), group=1,
+    ),
+    Drill(
+        "rate-limit-errors",
+        "API Issues > Rate limit errors | Traffic spike",
+        "20 requests answered 429 of 320 in the hour (6 %)",
+        ("test_aws_log_pattern_below_limit[accunode:rate-limited-1h]",),
+        _rate_limited, _drop_events("accunode-api/api/spike"), group=1,
+    ),
+]  # fmt: skip
