@@ -18,9 +18,10 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import requests
 
-from replicas.base import Override, Replica
+from replicas.base import Drill, Override, Replica
 from replicas.parts import MONITOR_PASSWORD, MONITOR_USER, Front, FrontSite, pg_setup
 from tests.servers import HttpServer, PostgresServer, Route, wait_for
 from tests.servers_cloudflare import CloudflareApi
@@ -169,6 +170,7 @@ class AiPlatform(Replica):
         self.fill_cloudflare()
         kubeconfig = self.kube.kubeconfig(self.dir / "kubeconfig", context="aiplat-prod", token="kmock-replica-Tk-1")
         self.wait_monitoring()
+        self.held: list = []
 
         self.trust(self.pki.ca_file)
         self.env.update(
@@ -202,6 +204,7 @@ class AiPlatform(Replica):
             {"api-gateway": [f"127.0.0.1:{self.metrics.port}"], "node-exporter": [f"127.0.0.1:{self.node_exporter.port}"]},
             RULES,
             [f"127.0.0.1:{self.alertmanager.port}"],
+            interval="3s",  # a scrape older than 3 intervals is a failure: 3 s would flap on a busy machine
         )
 
     def wait_monitoring(self) -> None:
@@ -324,3 +327,254 @@ class AiPlatform(Replica):
     def firing(self, alertname: str) -> bool:
         found = requests.get(f"{self.alertmanager.url}/api/v2/alerts", params={"active": "true"}, timeout=5).json()
         return any(a["labels"].get("alertname") == alertname for a in found)
+
+
+# --- drills: the runbook's "Common Issues and Solutions" -------------------------------------
+
+
+def _remove(r: AiPlatform, plural: str, name: str) -> None:
+    """Delete an object from the emulator (its keys carry KMock's resource, not the put() path)."""
+    objects = r.kube.emulator.objects
+    for key in [k for k in objects.keys() if k[0].plural == plural and k[1:] == (NS, name)]:
+        del objects[key]
+
+
+def _healthy_cluster(r: AiPlatform) -> None:
+    r.fill_cluster()
+
+
+def _five_xx(r: AiPlatform) -> None:
+    """The gateway answers 500 to a third of its requests: the error rate, the critical alert, the logs."""
+    r.metrics.per_second["500"] = 20.0
+    now = datetime.now(UTC)
+    lines = [(now - timedelta(seconds=30 - i), f'{{"level":"error","msg":"GET /api/videos 500: upstream reset","n":{i}}}')
+             for i in range(12)]  # fmt: skip
+    r.kube.log(NS, GATEWAY_PODS[1], "app", lines)
+    wait_for(lambda: r.firing("ApiGatewayHighErrorRate"), 60, "ApiGatewayHighErrorRate reaching Alertmanager")
+
+
+def _five_xx_over(r: AiPlatform) -> None:
+    r.metrics.per_second["500"] = 0.0
+    r.fill_cluster()
+    r.restart_monitoring()
+
+
+def _crash_loop(r: AiPlatform) -> None:
+    from tests.servers_kubernetes import container_status, event, terminated
+
+    name = GATEWAY_PODS[0]
+    r.kube.put(
+        r.gateway_pod(name, statuses=[container_status(
+            ready=False, restarts=7, waiting=("CrashLoopBackOff", "back-off 5m0s restarting failed container=app"),
+            last=terminated("Error", 2, minutes=1))]),
+        deployment("api-gateway", NS, replicas=2, available=1),
+        event("api-gateway-backoff", NS, "BackOff", ("Pod", name), "Back-off restarting failed container app", count=7,
+              minutes=1),
+    )  # fmt: skip
+    now = datetime.now(UTC)
+    r.kube.log(NS, name, "app", [
+        (now - timedelta(seconds=70), '{"level":"info","msg":"listening on :8080"}'),
+        (now - timedelta(seconds=65), '{"level":"fatal","msg":"config: DATABASE_URL is not set"}'),
+    ])  # fmt: skip
+
+
+def _crash_loop_over(r: AiPlatform) -> None:
+    _remove(r, "events", "api-gateway-backoff")
+    r.fill_cluster()
+
+
+def _oom(r: AiPlatform) -> None:
+    from tests.servers_kubernetes import container_status, terminated
+
+    r.kube.put(r.gateway_pod(GATEWAY_PODS[1], statuses=[container_status(
+        restarts=1, last=terminated("OOMKilled", 137, minutes=20))]))  # fmt: skip
+
+
+def _worker_down(r: AiPlatform) -> None:
+    r.worker.routes["/health"] = Route(status=522, body="error code: 522")
+    r.cloudflare.analytics["ai-worker"]["sum"]["errors"] = 9_000
+
+
+def _worker_up(r: AiPlatform) -> None:
+    r.worker.routes["/health"] = Route(body={"status": "healthy", "kv": "ok", "r2": "ok"})
+    r.cloudflare.analytics["ai-worker"]["sum"]["errors"] = 31
+
+
+def _worker_slow(r: AiPlatform) -> None:
+    r.worker.routes["/health"].delay = 2.5
+    r.cloudflare.analytics["ai-worker"]["quantiles"]["cpuTimeP99"] = 86_000.0
+
+
+def _worker_fast(r: AiPlatform) -> None:
+    r.worker.routes["/health"].delay = 0.0
+    r.cloudflare.analytics["ai-worker"]["quantiles"]["cpuTimeP99"] = 18_500.0
+
+
+def _worker_misconfigured(r: AiPlatform) -> None:
+    bindings = r.cloudflare.scripts["ai-worker"]["bindings"]
+    bindings[0] = {"name": "API_GATEWAY_URL", "type": "plain_text", "text": "http://localhost:8000"}
+
+
+def _worker_configured(r: AiPlatform) -> None:
+    r.fill_cloudflare()
+
+
+def _db_pool(r: AiPlatform) -> None:
+    # max_connections 30 - 3 reserved: 23 sessions are 85 % (> 80 %)
+    r.held = [psycopg.connect(r.pg.dsn(MONITOR_USER, MONITOR_PASSWORD, DATABASE), connect_timeout=5) for _ in range(23)]
+
+
+def _db_pool_released(r: AiPlatform) -> None:
+    for conn in r.held:
+        conn.close()
+    r.held = []
+
+
+def _certificate_failing(r: AiPlatform) -> None:
+    r.kube.put(
+        certificate("api-gateway-tls", NS, [HOST], ready=False,
+                    message="Issuing certificate as Secret does not exist: order is in errored state"),
+        certificate_request("api-gateway-tls-2", NS, "api-gateway-tls", failed=True),
+    )  # fmt: skip
+
+
+def _certificate_issued(r: AiPlatform) -> None:
+    _remove(r, "certificaterequests", "api-gateway-tls-2")
+    r.fill_cluster()
+
+
+def _gateway_unreachable(r: AiPlatform) -> None:
+    for name in GATEWAY_PODS:
+        r.engine.client.containers.get(f"k8s_app_{name}_{NS}").exec_run(["killall", "httpd"])
+
+
+def _gateway_reachable(r: AiPlatform) -> None:
+    for name in GATEWAY_PODS:
+        r.engine.client.containers.get(f"k8s_app_{name}_{NS}").exec_run(["httpd", "-p", "8080", "-h", "/www"])
+
+
+def _scrape_down(r: AiPlatform) -> None:
+    r.metrics.routes["/metrics"] = Route(status=503, body="service unavailable")
+    wait_for(lambda: any(t["health"] == "down" for t in r.prometheus.get("/api/v1/targets")["data"]["activeTargets"]),
+             20, "the api-gateway target going down")  # fmt: skip
+
+
+def _scrape_up(r: AiPlatform) -> None:
+    r.metrics.routes["/metrics"] = Route(body="")
+    r.metrics.refresh()
+    r.wait_monitoring()
+
+
+def _breaker_open(r: AiPlatform) -> None:
+    r.app.routes["/health"] = Route(status=200, body=gateway_health(breaker="open"))
+
+
+def _breaker_closed(r: AiPlatform) -> None:
+    r.app.routes["/health"] = Route(body=gateway_health())
+
+
+def _slow_gateway(r: AiPlatform) -> None:
+    r.app.routes["/health"].delay = 6.0  # longer than the 5 s timeout: 504 at the edge, a timeout here
+
+
+def _fast_gateway(r: AiPlatform) -> None:
+    r.app.routes["/health"].delay = 0.0
+
+
+def _node_memory(r: AiPlatform) -> None:
+    r.kube.put(node_metrics("node-2", "700m", "15.5Gi"))
+
+
+AiPlatform.drills = [
+    Drill(
+        "gateway-5xx-alert-firing",
+        "API Gateway Issues > 5xx Errors; Monitoring Issues > Alert Fatigue",
+        "a third of the gateway's requests answer 500: ApiGatewayHighErrorRate fires; error lines in its log",
+        ("test_prometheus_query[prometheus:error-rate-below-1pct]", "test_prometheus_no_firing_warning_alerts[prometheus]", "test_prometheus_no_firing_critical_alerts[prometheus]", "test_alertmanager_no_recent_alerts[alertmanager]", "test_log_error_rate_below_limit[api-gateway:errors]", "test_log_forbidden_pattern_absent[arch-separation:errors]",),
+        _five_xx, _five_xx_over, group=0,
+    ),
+    Drill(
+        "crash-looping-pod",
+        "API Gateway Issues > 5xx Errors (kubectl get pods | grep -v Running)",
+        "an api-gateway pod in CrashLoopBackOff (7 restarts, fatal config error), 1 of 2 available",
+        ("test_k8s_pods_running_and_ready[aiplat:arch-separation]", "test_k8s_pods_not_stuck[aiplat:arch-separation]", "test_k8s_workloads_rolled_out[aiplat:arch-separation]", "test_k8s_no_warning_events[aiplat:arch-separation]", "test_log_forbidden_pattern_absent[api-gateway:panic-or-fatal]", "test_log_forbidden_pattern_absent[arch-separation:panic-or-fatal]",),
+        _crash_loop, _crash_loop_over, group=0,
+    ),
+    Drill(
+        "worker-not-responding",
+        "Cloudflare Workers Issues > Worker Not Responding (522)",
+        "the Worker's /health answers 522 and 19 % of its invocations fail",
+        ("test_http_status[worker]", "test_cloudflare_worker_errors_below_limit[cloudflare:ai-worker]",),
+        _worker_down, _worker_up, group=0,
+    ),
+    Drill(
+        "worker-misconfigured",
+        "Worker Not Responding > Check environment variables (API_GATEWAY_URL)",
+        "the Worker's API_GATEWAY_URL points at http://localhost:8000",
+        ("test_cloudflare_worker_bindings_as_expected[cloudflare:ai-worker]",),
+        _worker_misconfigured, _worker_configured, group=0,
+    ),
+    Drill(
+        "db-pool-exhausted",
+        "Database Issues > Connection Pool Exhaustion",
+        "23 more sessions: 85 % of max_connections minus the reserved ones",
+        ("test_postgres_connections_below_warning[platform-db]",),
+        _db_pool, _db_pool_released, group=0,
+    ),
+    Drill(
+        "certificate-not-ready",
+        "Networking Issues > SSL/TLS Issues (kubectl describe certificate api-gateway-tls)",
+        "cert-manager's api-gateway-tls is not Ready; its newest CertificateRequest failed",
+        ("test_k8s_certificates_ready[aiplat:arch-separation]", "test_k8s_certificate_as_expected[aiplat:arch-separation:api-gateway-tls]",),
+        _certificate_failing, _certificate_issued, group=0,
+    ),
+    Drill(
+        "circuit-breaker-open",
+        "API Gateway Issues > High Latency or Timeouts (jq .checks.circuit_breaker)",
+        "/health reports the circuit breaker open, status degraded",
+        ("test_http_json_conditions[api-gateway]", "test_http_json_conditions[circuit-breaker]",),
+        _breaker_open, _breaker_closed, group=0,
+    ),
+    Drill(
+        "node-memory-pressure",
+        "Kubernetes Health > Resource usage (kubectl top nodes)",
+        "node-2 uses 15.5 of 16 GiB",
+        ("test_k8s_node_memory_below_limit[aiplat]",),
+        _node_memory, _healthy_cluster, group=0,
+    ),
+    Drill(
+        "gateway-timeouts",
+        "API Gateway Issues > High Latency or Timeouts",
+        "the gateway's /health takes 6 s, longer than the 5 s timeout",
+        ("test_http_status[api-gateway]", "test_http_latency_below_limit[api-gateway]", "test_http_json_conditions[api-gateway]", "test_http_status[circuit-breaker]", "test_http_latency_below_limit[circuit-breaker]", "test_http_json_conditions[circuit-breaker]",),
+        _slow_gateway, _fast_gateway, group=1,
+    ),
+    Drill(
+        "pod-oom-killed",
+        "5xx Errors > Check memory/CPU limits: Pods may be OOM killed",
+        "an api-gateway pod's last state: OOMKilled 20 minutes ago",
+        ("test_k8s_no_oom_killed[aiplat:arch-separation]",),
+        _oom, _healthy_cluster, group=1,
+    ),
+    Drill(
+        "worker-slow",
+        "Cloudflare Workers Issues > Slow Worker Performance",
+        "the Worker's /health takes 2.5 s; its CPU time p99 is 86 ms",
+        ("test_http_latency_below_limit[worker]", "test_cloudflare_worker_cpu_below_limit[cloudflare:ai-worker]",),
+        _worker_slow, _worker_fast, group=1,
+    ),
+    Drill(
+        "service-unreachable-in-cluster",
+        "Networking Issues > Service Mesh Problems (wget http://api-gateway:8080/health)",
+        "nothing answers on api-gateway:8080 inside the pods",
+        ("test_k8s_probe[aiplat:arch-separation:api-gateway-health]",),
+        _gateway_unreachable, _gateway_reachable, group=1,
+    ),
+    Drill(
+        "scrape-target-down",
+        "Monitoring Issues > Missing Metrics (Prometheus targets down)",
+        "the gateway's /metrics answers 503",
+        ("test_prometheus_targets_up[prometheus]",),
+        _scrape_down, _scrape_up, group=1,
+    ),
+]  # fmt: skip
