@@ -14,6 +14,7 @@ Needs root (a private Docker engine, PostgreSQL as the postgres user) and the pa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import signal
@@ -62,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     with cls() as replica:
         print(f"replica {args.system}: up in {replica.started_s:.1f} s ({replica.dir})", flush=True)
         if replica.overrides:
-            print(f"  adapted copy of the seed: {replica.inventory()} ({len(replica.overrides)} field(s) no variable"
-                  " reaches, each with its reason in its header)")
+            print(
+                f"  adapted copy of the seed: {replica.inventory()} ({len(replica.overrides)} field(s) no variable"
+                " reaches, each with its reason in its header)"
+            )
         if args.fault:
             drills = [replica.drill(name) for name in args.fault]
             replica.inject(drills)
@@ -82,10 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  export {key}={shlex.quote(value)}")
             print(f"  cd {REPO} && .venv/bin/pytest --inventory={replica.inventory()} -m daily")
             print("Ctrl-C stops it.", flush=True)
-            try:
+            with contextlib.suppress(KeyboardInterrupt):
                 signal.pause()
-            except KeyboardInterrupt:
-                pass
     print(f"replica {args.system}: stopped")
     return run.rc
 

@@ -23,7 +23,7 @@ import psycopg
 import requests
 import yaml
 
-from replicas.base import Drill, Override, Replica
+from replicas.base import Drill, Replica
 from replicas.parts import MONITOR_PASSWORD, MONITOR_USER, pg_setup, reload
 from tests.servers import HttpServer, PostgresServer, RedisServer, Route
 from tests.servers_aws import ACCOUNT, REGION, AwsFront, MotoServer, epoch
@@ -43,10 +43,22 @@ INSERT INTO predictions (company_id, probability, model_version)
     SELECT 1 + n % 200, (n % 100) / 100.0, 'v2.1' FROM generate_series(1, 2000) n;
 """
 WIDGETS = json.dumps(
-    {"widgets": [{"type": "metric", "x": 0, "y": 0, "width": 12, "height": 6,
-                  "properties": {"metrics": [["AWS/ECS", "CPUUtilization", "ServiceName", SERVICE,
-                                              "ClusterName", CLUSTER]], "region": REGION}}]}
-)  # fmt: skip
+    {
+        "widgets": [
+            {
+                "type": "metric",
+                "x": 0,
+                "y": 0,
+                "width": 12,
+                "height": 6,
+                "properties": {
+                    "metrics": [["AWS/ECS", "CPUUtilization", "ServiceName", SERVICE, "ClusterName", CLUSTER]],
+                    "region": REGION,
+                },
+            }
+        ]
+    }
+)
 ACCESS = '{ip} - "{method} {path} HTTP/1.1" {status}'
 
 
@@ -54,6 +66,13 @@ class AccuNode(Replica):
     name = "accunode"
     runbook = "001_925611f44760d2e2.txt"
     title = "AccuNode (AWS ECS, RDS, ElastiCache, CloudWatch)"
+    adapted = {
+        "http[status-page].url": "https://status.accunode.com is a literal: the stand-in status page's address",
+        "tls[status-page].host": "status.accunode.com is a literal: the stand-in's address",
+        "tls[status-page].port": "the stand-in listens on a random port (the seed's 443 is the default)",
+        "tls[status-page].server_name": "SNI and the name to match stay status.accunode.com",
+        "tls[api].port": "the seed's port 443 is the default, not a variable",
+    }
 
     def build(self) -> None:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
@@ -114,17 +133,11 @@ class AccuNode(Replica):
         )
         self.unset |= {"AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN"}
         status_site, api_site = self.web.sites["status-page"], self.web.sites["api"]
-        self.overrides += [
-            Override(
-                "http[status-page].url",
-                f"https://127.0.0.1:{status_site.port}/",
-                "https://status.accunode.com is a literal: the stand-in status page's address",
-            ),
-            Override("tls[status-page].host", "127.0.0.1", "status.accunode.com is a literal: the stand-in's address"),
-            Override("tls[status-page].port", status_site.port, "the stand-in listens on a random port"),
-            Override("tls[status-page].server_name", "status.accunode.com", "SNI and the name to match"),
-            Override("tls[api].port", api_site.port, "the seed's port 443 is the default, not a variable"),
-        ]
+        self.adapt("http[status-page].url", f"https://127.0.0.1:{status_site.port}/")
+        self.adapt("tls[status-page].host", "127.0.0.1")
+        self.adapt("tls[status-page].port", status_site.port)
+        self.adapt("tls[status-page].server_name", "status.accunode.com")
+        self.adapt("tls[api].port", api_site.port)
 
     # --- the AWS account, in moto ---
 
@@ -151,9 +164,12 @@ class AccuNode(Replica):
         finally:
             del os.environ["MOTO_ECS_SERVICE_RUNNING"]
         self.ecs_service().events = [
-            {"id": "e1", "createdAt": datetime.now(UTC) - timedelta(hours=3),
-             "message": f"(service {SERVICE}) has reached a steady state."}
-        ]  # fmt: skip
+            {
+                "id": "e1",
+                "createdAt": datetime.now(UTC) - timedelta(hours=3),
+                "message": f"(service {SERVICE}) has reached a steady state.",
+            }
+        ]
         vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
         subnets = [
             ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{z}")["Subnet"][
@@ -211,25 +227,48 @@ class AccuNode(Replica):
             MaxCapacity=10,
         )
         self.front.scaling_activities = [
-            {"ActivityId": "a1", "ServiceNamespace": "ecs", "ResourceId": f"service/{CLUSTER}/{SERVICE}",
-             "ScalableDimension": "ecs:service:DesiredCount", "Description": "Setting desired count to 3.",
-             "Cause": "monitor alarm TargetTracking-accunode-api-AlarmHigh", "StartTime": epoch(timedelta(hours=6)),
-             "EndTime": epoch(timedelta(hours=6)), "StatusCode": "Successful",
-             "StatusMessage": "Successfully set desired count to 3."}
-        ]  # fmt: skip
-        self.security_groups = {n: ec2.create_security_group(GroupName=f"accunode-{n}", Description=n, VpcId=vpc)["GroupId"]
-                       for n in ("ecs", "rds", "cache")}  # fmt: skip
+            {
+                "ActivityId": "a1",
+                "ServiceNamespace": "ecs",
+                "ResourceId": f"service/{CLUSTER}/{SERVICE}",
+                "ScalableDimension": "ecs:service:DesiredCount",
+                "Description": "Setting desired count to 3.",
+                "Cause": "monitor alarm TargetTracking-accunode-api-AlarmHigh",
+                "StartTime": epoch(timedelta(hours=6)),
+                "EndTime": epoch(timedelta(hours=6)),
+                "StatusCode": "Successful",
+                "StatusMessage": "Successfully set desired count to 3.",
+            }
+        ]
+        self.security_groups = {
+            n: ec2.create_security_group(GroupName=f"accunode-{n}", Description=n, VpcId=vpc)["GroupId"]
+            for n in ("ecs", "rds", "cache")
+        }
         for name, port in (("rds", 5432), ("cache", 6379)):
             ec2.authorize_security_group_ingress(
                 GroupId=self.security_groups[name],
-                IpPermissions=[{"IpProtocol": "tcp", "FromPort": port, "ToPort": port,
-                                "UserIdGroupPairs": [{"GroupId": self.security_groups["ecs"]}]}],
-            )  # fmt: skip
+                IpPermissions=[
+                    {
+                        "IpProtocol": "tcp",
+                        "FromPort": port,
+                        "ToPort": port,
+                        "UserIdGroupPairs": [{"GroupId": self.security_groups["ecs"]}],
+                    }
+                ],
+            )
         self.front.service_graph = [
-            {"ReferenceId": 0, "Name": SERVICE, "Type": "AWS::ECS::Container", "State": "active",
-             "SummaryStatistics": {"OkCount": 4990, "FaultStatistics": {"TotalCount": 3, "OtherCount": 3},
-                                   "TotalCount": 5000}}
-        ]  # fmt: skip
+            {
+                "ReferenceId": 0,
+                "Name": SERVICE,
+                "Type": "AWS::ECS::Container",
+                "State": "active",
+                "SummaryStatistics": {
+                    "OkCount": 4990,
+                    "FaultStatistics": {"TotalCount": 3, "OtherCount": 3},
+                    "TotalCount": 5000,
+                },
+            }
+        ]
         self.ecr(c("ecr"))
 
     def metrics(self, cw) -> None:
@@ -239,19 +278,34 @@ class AccuNode(Replica):
         tg = {"LoadBalancer": self.alb_dimension, "TargetGroup": self.target_group.rsplit(":", 1)[-1]}
         series = [
             ("AWS/ECS", ecs, {"CPUUtilization": 35.0, "MemoryUtilization": 58.0}),
-            ("AWS/RDS", {"DBInstanceIdentifier": CLUSTER},
-             {"CPUUtilization": 22.0, "FreeStorageSpace": 61.0 * 1024**3, "ReadLatency": 0.002, "WriteLatency": 0.003}),
+            (
+                "AWS/RDS",
+                {"DBInstanceIdentifier": CLUSTER},
+                {
+                    "CPUUtilization": 22.0,
+                    "FreeStorageSpace": 61.0 * 1024**3,
+                    "ReadLatency": 0.002,
+                    "WriteLatency": 0.003,
+                },
+            ),
             ("AWS/ApplicationELB", tg, {"RequestCount": 900.0, "HTTPCode_Target_5XX_Count": 1.0}),
-        ]  # fmt: skip
+        ]
         stamps = [now - timedelta(hours=h) for h in range(2, 15 * 24)]
         stamps += [now - timedelta(minutes=m) for m in range(2, 121, 5)]
         data = [
-            (namespace, {"MetricName": metric, "Value": value, "Timestamp": when,
-                         "Dimensions": [{"Name": k, "Value": v} for k, v in dims.items()]})
+            (
+                namespace,
+                {
+                    "MetricName": metric,
+                    "Value": value,
+                    "Timestamp": when,
+                    "Dimensions": [{"Name": k, "Value": v} for k, v in dims.items()],
+                },
+            )
             for namespace, dims, values in series
             for metric, value in values.items()
             for when in stamps
-        ]  # fmt: skip
+        ]
         for namespace in {n for n, _ in data}:
             points = [p for n, p in data if n == namespace]
             for start in range(0, len(points), 1000):
@@ -270,8 +324,12 @@ class AccuNode(Replica):
             lines = ["INFO:     Started server process [7]", "INFO:     Application startup complete."]
             for i in range(300):
                 path = "/api/v1/predict" if i % 3 else "/api/v1/health"
-                lines.append("INFO:     " + ACCESS.format(ip=f"10.0.1.{5 + i % 3}:5{i:04d}", method="POST" if i % 3
-                             else "GET", path=path, status="200 OK"))  # fmt: skip
+                lines.append(
+                    "INFO:     "
+                    + ACCESS.format(
+                        ip=f"10.0.1.{5 + i % 3}:5{i:04d}", method="POST" if i % 3 else "GET", path=path, status="200 OK"
+                    )
+                )
             events = [{"timestamp": now - 3_000_000 + i * 9000, "message": m} for i, m in enumerate(lines)]
         logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
 
@@ -280,10 +338,13 @@ class AccuNode(Replica):
         manifest = {
             "schemaVersion": 2,
             "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-            "config": {"digest": "sha256:" + "c" * 64, "size": 1,
-                       "mediaType": "application/vnd.docker.container.image.v1+json"},
+            "config": {
+                "digest": "sha256:" + "c" * 64,
+                "size": 1,
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+            },
             "layers": [],
-        }  # fmt: skip
+        }
         ecr.put_image(repositoryName=SERVICE, imageTag="latest", imageManifest=json.dumps(manifest))
         ecr.start_image_scan(repositoryName=SERVICE, imageId={"imageTag": "latest"})
         self.scan({"LOW": 2})
@@ -291,11 +352,16 @@ class AccuNode(Replica):
     def scan(self, counts: dict[str, int]) -> None:
         """The latest image's scan findings (moto's configurable scan results)."""
         result = {
-            "imageScanFindings": {"findingSeverityCounts": counts, "imageScanCompletedAt": epoch(timedelta(hours=4)),
-                                  "enhancedFindings": []},
-            "registryId": ACCOUNT, "repositoryName": SERVICE, "imageId": {"imageTag": "latest"},
+            "imageScanFindings": {
+                "findingSeverityCounts": counts,
+                "imageScanCompletedAt": epoch(timedelta(hours=4)),
+                "enhancedFindings": [],
+            },
+            "registryId": ACCOUNT,
+            "repositoryName": SERVICE,
+            "imageId": {"imageTag": "latest"},
             "imageScanStatus": {"status": "COMPLETE", "description": "The scan was completed successfully."},
-        }  # fmt: skip
+        }
         requests.post(
             f"{self.moto.url}/moto-api/static/ecr/scan-finding-results",
             json={"results": [result], "region": REGION},
@@ -317,8 +383,15 @@ def _put_metric(r: AccuNode, namespace: str, dims: dict, metric: str, value: flo
     backend = _cloudwatch()
     mark = len(backend.metric_data)
     now = datetime.now(UTC)
-    data = [{"MetricName": metric, "Value": value, "Timestamp": now - timedelta(minutes=m),
-             "Dimensions": [{"Name": k, "Value": v} for k, v in dims.items()]} for m in minutes]  # fmt: skip
+    data = [
+        {
+            "MetricName": metric,
+            "Value": value,
+            "Timestamp": now - timedelta(minutes=m),
+            "Dimensions": [{"Name": k, "Value": v} for k, v in dims.items()],
+        }
+        for m in minutes
+    ]
     for start in range(0, len(data), 1000):
         r.client("cloudwatch").put_metric_data(Namespace=namespace, MetricData=data[start : start + 1000])
     r.injected_metrics += backend.metric_data[mark:]
@@ -335,8 +408,11 @@ def _events(r: AccuNode, stream: str, lines: list[str]) -> None:
     logs = r.client("logs")
     logs.create_log_stream(logGroupName=f"/aws/ecs/{CLUSTER}", logStreamName=stream)
     now = int(datetime.now(UTC).timestamp() * 1000)  # 2 minutes back: the family's window ends at the minute
-    logs.put_log_events(logGroupName=f"/aws/ecs/{CLUSTER}", logStreamName=stream,
-                        logEvents=[{"timestamp": now - 120_000 + i, "message": m} for i, m in enumerate(lines)])  # fmt: skip
+    logs.put_log_events(
+        logGroupName=f"/aws/ecs/{CLUSTER}",
+        logStreamName=stream,
+        logEvents=[{"timestamp": now - 120_000 + i, "message": m} for i, m in enumerate(lines)],
+    )
 
 
 def _drop_events(stream: str):
@@ -351,11 +427,17 @@ ECS = {"ClusterName": CLUSTER, "ServiceName": SERVICE}
 
 def _api_500(r: AccuNode) -> None:
     r.app.routes["/api/v1/health"] = Route(status=500, body={"detail": "Internal Server Error"})
-    _events(r, "accunode-api/api/crash", [
-        "ERROR:    Exception in ASGI application",
-        *[f"ERROR:    sqlalchemy.exc.OperationalError: connection to server at accunode-prod failed (request {n})"
-          for n in range(14)],
-    ])  # fmt: skip
+    _events(
+        r,
+        "accunode-api/api/crash",
+        [
+            "ERROR:    Exception in ASGI application",
+            *[
+                f"ERROR:    sqlalchemy.exc.OperationalError: connection to server at accunode-prod failed (request {n})"
+                for n in range(14)
+            ],
+        ],
+    )
 
 
 def _api_back(r: AccuNode) -> None:
@@ -393,18 +475,32 @@ def _deployment_stuck(r: AccuNode) -> None:
     service = r.ecs_service()
     r.saved_service = (service.running_count, service.pending_count, list(service.deployments), list(service.events))
     started = datetime.now(UTC) - timedelta(minutes=25)
-    old = dict(service.deployments[0], status="ACTIVE", desiredCount=0, runningCount=1, pendingCount=0, updatedAt=started)
-    new = dict(service.deployments[0], id="ecs-svc/9876543210123456", status="PRIMARY", desiredCount=3,
-               runningCount=1, pendingCount=2, rolloutState="IN_PROGRESS", createdAt=started, updatedAt=started,
-               rolloutStateReason="ECS deployment ecs-svc/9876543210123456 in progress.",
-               taskDefinition=service.deployments[0]["taskDefinition"].replace(":1", ":2"))  # fmt: skip
+    old = dict(
+        service.deployments[0], status="ACTIVE", desiredCount=0, runningCount=1, pendingCount=0, updatedAt=started
+    )
+    new = dict(
+        service.deployments[0],
+        id="ecs-svc/9876543210123456",
+        status="PRIMARY",
+        desiredCount=3,
+        runningCount=1,
+        pendingCount=2,
+        rolloutState="IN_PROGRESS",
+        createdAt=started,
+        updatedAt=started,
+        rolloutStateReason="ECS deployment ecs-svc/9876543210123456 in progress.",
+        taskDefinition=service.deployments[0]["taskDefinition"].replace(":1", ":2"),
+    )
     service.deployments = [new, old]
     service.running_count, service.pending_count = 2, 2
     service.events = [
-        {"id": "e9", "createdAt": datetime.now(UTC) - timedelta(minutes=2),
-         "message": f"(service {SERVICE}) is unable to consistently start tasks successfully."},
+        {
+            "id": "e9",
+            "createdAt": datetime.now(UTC) - timedelta(minutes=2),
+            "message": f"(service {SERVICE}) is unable to consistently start tasks successfully.",
+        },
         *service.events,
-    ]  # fmt: skip
+    ]
 
 
 def _deployment_back(r: AccuNode) -> None:
@@ -414,8 +510,9 @@ def _deployment_back(r: AccuNode) -> None:
 
 def _cpu_spike(r: AccuNode) -> None:
     _put_metric(r, "AWS/ECS", ECS, "CPUUtilization", 96.0, range(2, 30))
-    r.client("cloudwatch").set_alarm_state(AlarmName="accunode-cpu-high", StateValue="ALARM",
-                                           StateReason="Threshold Crossed: 2 datapoints > 80")  # fmt: skip
+    r.client("cloudwatch").set_alarm_state(
+        AlarmName="accunode-cpu-high", StateValue="ALARM", StateReason="Threshold Crossed: 2 datapoints > 80"
+    )
 
 
 def _cpu_calm(r: AccuNode) -> None:
@@ -477,14 +574,20 @@ def _redis_up(r: AccuNode) -> None:
 
 
 def _prediction_errors(r: AccuNode) -> None:
-    _events(r, "accunode-api/api/predict", [
-        "ERROR:    prediction failed: model file /models/accunode-v2.1.pkl not found",
-        "ERROR:    prediction failed: model file /models/accunode-v2.1.pkl not found",
-    ])  # fmt: skip
+    _events(
+        r,
+        "accunode-api/api/predict",
+        [
+            "ERROR:    prediction failed: model file /models/accunode-v2.1.pkl not found",
+            "ERROR:    prediction failed: model file /models/accunode-v2.1.pkl not found",
+        ],
+    )
 
 
 def _rate_limited(r: AccuNode) -> None:
-    line = "INFO:     " + ACCESS.format(ip="10.0.1.9:50001", method="POST", path="/api/v1/predict", status="429 Too Many Requests")
+    line = "INFO:     " + ACCESS.format(
+        ip="10.0.1.9:50001", method="POST", path="/api/v1/predict", status="429 Too Many Requests"
+    )
     _events(r, "accunode-api/api/spike", [line] * 20)
 
 
@@ -493,91 +596,153 @@ AccuNode.drills = [
         "api-answering-500",
         "API Issues > 500 Internal Server Error | Application crash",
         "/api/v1/health answers 500; 15 ERROR lines in /aws/ecs/accunode-prod",
-        ("test_http_status[api-health]", "test_aws_log_pattern_below_limit[accunode:errors-1h]", "test_aws_log_pattern_below_limit[accunode:api-errors-1h]",),
-        _api_500, _api_back, group=0,
+        (
+            "test_http_status[api-health]",
+            "test_aws_log_pattern_below_limit[accunode:errors-1h]",
+            "test_aws_log_pattern_below_limit[accunode:api-errors-1h]",
+        ),
+        _api_500,
+        _api_back,
+        group=0,
     ),
     Drill(
         "db-connections-exhausted",
         "Database Issues > Connection timeout | Connection pool exhausted",
         "32 more sessions: 86 % of max_connections minus the reserved ones",
-        ("test_postgres_connections_below_warning[accunode-db]", "test_postgres_connections_below_critical[accunode-db]",),
-        _db_connections, _db_released, group=0,
+        (
+            "test_postgres_connections_below_warning[accunode-db]",
+            "test_postgres_connections_below_critical[accunode-db]",
+        ),
+        _db_connections,
+        _db_released,
+        group=0,
     ),
     Drill(
         "ssl-certificate-expired",
         "Infrastructure Issues > SSL certificate errors | Certificate expiration",
         "status.accunode.com serves a certificate that expired yesterday",
-        ("test_http_status[status-page]", "test_http_latency_below_limit[status-page]", "test_tls_chain_verifies[status-page]", "test_tls_certificates_expiry_warning[status-page]", "test_tls_certificates_expiry_critical[status-page]",),
-        _status_page_expired, _status_page_renewed, group=0,
+        (
+            "test_http_status[status-page]",
+            "test_http_latency_below_limit[status-page]",
+            "test_tls_chain_verifies[status-page]",
+            "test_tls_certificates_expiry_warning[status-page]",
+            "test_tls_certificates_expiry_critical[status-page]",
+        ),
+        _status_page_expired,
+        _status_page_renewed,
+        group=0,
     ),
     Drill(
         "ecs-deployment-stuck",
         "Useful AWS CLI Commands > Check ECS service status / Get recent ECS events",
         "a new revision's rollout runs 1 of 3 tasks for 25 minutes; 'unable to consistently start tasks'",
-        ("test_aws_ecs_running_equals_desired[accunode:accunode-prod/accunode-api]", "test_aws_ecs_no_pending_tasks_beyond_grace[accunode:accunode-prod/accunode-api]", "test_aws_ecs_deployment_completed[accunode:accunode-prod/accunode-api]", "test_aws_ecs_no_failure_events[accunode:accunode-prod/accunode-api]", "test_aws_target_group_healthy[accunode:accunode-api]",),
-        _deployment_stuck, _deployment_back, group=0,
+        (
+            "test_aws_ecs_running_equals_desired[accunode:accunode-prod/accunode-api]",
+            "test_aws_ecs_no_pending_tasks_beyond_grace[accunode:accunode-prod/accunode-api]",
+            "test_aws_ecs_deployment_completed[accunode:accunode-prod/accunode-api]",
+            "test_aws_ecs_no_failure_events[accunode:accunode-prod/accunode-api]",
+            "test_aws_target_group_healthy[accunode:accunode-api]",
+        ),
+        _deployment_stuck,
+        _deployment_back,
+        group=0,
     ),
     Drill(
         "high-cpu",
         "Infrastructure Issues > High CPU usage | Traffic spike or inefficient code",
         "ECS CPU at 96 % for the last 25 minutes; accunode-cpu-high in ALARM",
-        ("test_aws_metric_holds[accunode:ecs-cpu-below-80]", "test_aws_no_alarm_in_alarm[accunode]",),
-        _cpu_spike, _cpu_calm, group=0,
+        (
+            "test_aws_metric_holds[accunode:ecs-cpu-below-80]",
+            "test_aws_no_alarm_in_alarm[accunode]",
+        ),
+        _cpu_spike,
+        _cpu_calm,
+        group=0,
     ),
     Drill(
         "memory-leak",
         "Infrastructure Issues > Memory leaks",
         "ECS memory averages 77.5 % over the last day, 58 % the day before",
         ("test_aws_metric_holds[accunode:ecs-memory-trend-24h]",),
-        _memory_leak, _drop_metrics, group=0,
+        _memory_leak,
+        _drop_metrics,
+        group=0,
     ),
     Drill(
         "overnight-review-not-signed",
         "Daily Operations Checklist > Review overnight alerts and incidents",
         "no sign-off of today's overnight review",
         ("test_checklist_signed_off[accunode-daily-overnight-alerts]",),
-        _signoff_missing, _signoff_back, group=0,
+        _signoff_missing,
+        _signoff_back,
+        group=0,
     ),
     Drill(
         "jwt-token-expired",
         "API Issues > 401 Unauthorized | JWT token expired",
         "the token endpoint's clock is 2 hours behind: every token it issues is already expired",
-        ("test_http_status[api-auth]", "test_jwt_not_expiring[api-auth]",),
-        _token_clock_behind, _token_clock_right, group=1,
+        (
+            "test_http_status[api-auth]",
+            "test_jwt_not_expiring[api-auth]",
+        ),
+        _token_clock_behind,
+        _token_clock_right,
+        group=1,
     ),
     Drill(
         "slow-responses",
         "API Issues > Slow response times | Database queries",
         "/api/v1/health takes 1.5 s (the limit is 1 s)",
         ("test_http_latency_below_limit[api-health]",),
-        _slow, _fast, group=1,
+        _slow,
+        _fast,
+        group=1,
     ),
     Drill(
         "rds-disk-full",
         "Database Issues > Disk space full | Log files or data growth",
         "accunode-prod in storage-full with 0.4 GiB free of 100",
-        ("test_aws_rds_available[accunode:accunode-prod]", "test_aws_rds_free_storage_above_limit[accunode:accunode-prod]",),
-        _storage_full, _storage_scaled, group=1,
+        (
+            "test_aws_rds_available[accunode:accunode-prod]",
+            "test_aws_rds_free_storage_above_limit[accunode:accunode-prod]",
+        ),
+        _storage_full,
+        _storage_scaled,
+        group=1,
     ),
     Drill(
         "redis-down",
         "Quick Diagnostic Commands > Redis connectivity (REDIS DOWN)",
         "the cache's Redis stopped",
-        ("test_redis_ping[accunode-redis]", "test_redis_latency_below_limit[accunode-redis]", "test_redis_memory_below_limit[accunode-redis]", "test_redis_clients_below_limit[accunode-redis]", "test_redis_no_new_evictions[accunode-redis]", "test_redis_no_new_rejected_connections[accunode-redis]", "test_redis_persistence_ok[accunode-redis]",),
-        _redis_down, _redis_up, group=1,
+        (
+            "test_redis_ping[accunode-redis]",
+            "test_redis_latency_below_limit[accunode-redis]",
+            "test_redis_memory_below_limit[accunode-redis]",
+            "test_redis_clients_below_limit[accunode-redis]",
+            "test_redis_no_new_evictions[accunode-redis]",
+            "test_redis_no_new_rejected_connections[accunode-redis]",
+            "test_redis_persistence_ok[accunode-redis]",
+        ),
+        _redis_down,
+        _redis_up,
+        group=1,
     ),
     Drill(
         "predictions-failing",
         "Knowledge Base > What to do when predictions are failing?",
         "2 ERROR lines: the model file is missing",
         ("test_aws_log_pattern_below_limit[accunode:prediction-errors-1h]",),
-        _prediction_errors, _drop_events("accunode-api/api/predict"), group=1,
+        _prediction_errors,
+        _drop_events("accunode-api/api/predict"),
+        group=1,
     ),
     Drill(
         "rate-limit-errors",
         "API Issues > Rate limit errors | Traffic spike",
         "20 requests answered 429 of 320 in the hour (6 %)",
         ("test_aws_log_pattern_below_limit[accunode:rate-limited-1h]",),
-        _rate_limited, _drop_events("accunode-api/api/spike"), group=1,
+        _rate_limited,
+        _drop_events("accunode-api/api/spike"),
+        group=1,
     ),
-]  # fmt: skip
+]

@@ -21,7 +21,17 @@ import psycopg
 import redis
 
 from replicas.base import Drill, Replica
-from replicas.parts import MONITOR_PASSWORD, MONITOR_USER, Compose, Front, FrontSite, Notify, Service, pg_setup, pg_tls_conf
+from replicas.parts import (
+    MONITOR_PASSWORD,
+    MONITOR_USER,
+    Compose,
+    Front,
+    FrontSite,
+    Notify,
+    Service,
+    pg_setup,
+    pg_tls_conf,
+)
 from tests.servers import HttpServer, PostgresServer, RedisServer, Route, wait_for
 from tests.servers_comparisons import JsonRpcChains
 from tests.servers_docker import DockerEngineServer
@@ -211,7 +221,9 @@ class AgentAuri(Replica):
         client = self.redis.client()
         client.execute_command("ACL", "SETUSER", MONITOR_USER, *ACL.split(), f">{REDIS_PASSWORD}")
         client.delete("action_jobs")
-        client.rpush("action_jobs", *[f'{{"job":"webhook","trigger_id":"trg_webhook_orders","n":{i}}}' for i in range(12)])
+        client.rpush(
+            "action_jobs", *[f'{{"job":"webhook","trigger_id":"trg_webhook_orders","n":{i}}}' for i in range(12)]
+        )
 
     def psql(self, sql: str) -> str:
         return self.pg.psql(sql, dbname=DATABASE)
@@ -318,7 +330,9 @@ def _breakers_closed(r: AgentAuri) -> None:
 
 def _wrong_sslmode(r: AgentAuri) -> None:
     env = r.dir / ".env"
-    env.write_text(env.read_text().replace("sslmode=require&sslrootcert=./docker/postgres/certs/root.crt", "sslmode=disable"))
+    env.write_text(
+        env.read_text().replace("sslmode=require&sslrootcert=./docker/postgres/certs/root.crt", "sslmode=disable")
+    )
     r.compose.log("api-gateway", "ERROR: connection requires a valid SSL connection")
 
 
@@ -381,95 +395,137 @@ AgentAuri.drills = [
         "notify-trigger-disabled",
         "Events not being processed > Cause 2: Database trigger not firing",
         "notify_new_event_trigger disabled; an event 6 minutes old was never notified",
-        ("test_postgres_required_trigger_enabled[agentauri-db:notify_new_event_trigger]",
-         "test_postgres_no_disabled_triggers[agentauri-db]",
-         "test_postgres_sql_assertion[agentauri-db:events-processed-within-5-min]"),
-        _trigger_off, _trigger_on, group=0,
+        (
+            "test_postgres_required_trigger_enabled[agentauri-db:notify_new_event_trigger]",
+            "test_postgres_no_disabled_triggers[agentauri-db]",
+            "test_postgres_sql_assertion[agentauri-db:events-processed-within-5-min]",
+        ),
+        _trigger_off,
+        _trigger_on,
+        group=0,
     ),
     Drill(
         "queue-warning",
         "High queue depth (Redis): Queue depth > 10,000",
         "action_jobs holds 12,000 jobs; QUEUE_HIGH_DEPTH logged",
-        ("test_redis_queue_depth_below_warning[agentauri-redis:action_jobs]",
-         "test_log_forbidden_pattern_absent[event-processor:queue_high_depth]"),
-        _queue(12_000), _queue_back, group=0,
+        (
+            "test_redis_queue_depth_below_warning[agentauri-redis:action_jobs]",
+            "test_log_forbidden_pattern_absent[event-processor:queue_high_depth]",
+        ),
+        _queue(12_000),
+        _queue_back,
+        group=0,
     ),
     Drill(
         "wrong-sslmode",
         "TLS connection fails > Solution 2: Wrong sslmode",
         "DATABASE_URL in .env says sslmode=disable; api-gateway logs 'connection requires a valid SSL connection'",
-        ("test_config_setting_as_expected[agentauri-env:database-url-sslmode]",
-         "test_config_setting_as_expected[agentauri-env:database-url-sslrootcert]",
-         "test_log_forbidden_pattern_absent[api-gateway:db_tls]"),
-        _wrong_sslmode, _right_sslmode, group=0,
+        (
+            "test_config_setting_as_expected[agentauri-env:database-url-sslmode]",
+            "test_config_setting_as_expected[agentauri-env:database-url-sslrootcert]",
+            "test_log_forbidden_pattern_absent[api-gateway:db_tls]",
+        ),
+        _wrong_sslmode,
+        _right_sslmode,
+        group=0,
     ),
     Drill(
         "task-panic",
         "Silent task failures (events lost)",
         "TASK_PANIC, EVENT_PROCESSING_TIMEOUT and 150 active tasks in event-processor's log",
-        ("test_log_forbidden_pattern_absent[event-processor:task_panic]",
-         "test_log_forbidden_pattern_absent[event-processor:event_processing_timeout]",
-         "test_log_forbidden_pattern_absent[event-processor:active_tasks_over_100]"),
-        _log(EP, "ERROR TASK_PANIC task=process_event event=9912 panic='called `Option::unwrap()` on a `None`'",
-             "ERROR EVENT_PROCESSING_TIMEOUT event=9913 after 30s",
-             '{"level":"INFO","target":"event_processor::metrics","message":"tasks","fields":{"active_tasks":150}}'),
-        _fresh(EP), group=0,
+        (
+            "test_log_forbidden_pattern_absent[event-processor:task_panic]",
+            "test_log_forbidden_pattern_absent[event-processor:event_processing_timeout]",
+            "test_log_forbidden_pattern_absent[event-processor:active_tasks_over_100]",
+        ),
+        _log(
+            EP,
+            "ERROR TASK_PANIC task=process_event event=9912 panic='called `Option::unwrap()` on a `None`'",
+            "ERROR EVENT_PROCESSING_TIMEOUT event=9913 after 30s",
+            '{"level":"INFO","target":"event_processor::metrics","message":"tasks","fields":{"active_tasks":150}}',
+        ),
+        _fresh(EP),
+        group=0,
     ),
     Drill(
         "worker-errors",
         "High queue depth > Solution 2: Check worker health",
         "action-workers log CRITICAL and 12 ERROR lines in the hour",
-        ("test_log_forbidden_pattern_absent[action-workers:critical]",
-         "test_log_error_rate_below_limit[action-workers:errors]"),
-        _log("action-workers", "CRITICAL: webhook action failed permanently: trigger=trg_webhook_orders",
-             *[f"ERROR: webhook POST https://hooks.example.com/orders returned 502 (attempt {n})" for n in range(12)]),
-        _fresh("action-workers"), group=0,
+        (
+            "test_log_forbidden_pattern_absent[action-workers:critical]",
+            "test_log_error_rate_below_limit[action-workers:errors]",
+        ),
+        _log(
+            "action-workers",
+            "CRITICAL: webhook action failed permanently: trigger=trg_webhook_orders",
+            *[f"ERROR: webhook POST https://hooks.example.com/orders returned 502 (attempt {n})" for n in range(12)],
+        ),
+        _fresh("action-workers"),
+        group=0,
     ),
     Drill(
         "rate-limit-exceeded",
         "Rate limit exceeded",
         "GET /api/v1/triggers answers 429 with X-RateLimit-Remaining: 0",
         ("test_http_status[triggers-rate-limit]", "test_http_response_headers[triggers-rate-limit]"),
-        _rate_limited, lambda r: r.app.routes.update(r.routes()), group=0,
+        _rate_limited,
+        lambda r: r.app.routes.update(r.routes()),
+        group=0,
     ),
     Drill(
         "indexer-not-syncing",
         "Ponder Indexer Issues: Indexer not syncing",
         "the chain head is 87,654 blocks past _ponder_status",
         ("test_comparison_holds[ponder-indexer-lag]",),
-        _chain_ahead, _chain_back, group=0,
+        _chain_ahead,
+        _chain_back,
+        group=0,
     ),
     Drill(
         "slow-processing",
         "Slow event processing (>1s per event)",
         "processed_events of the last hour took 2,400 ms each",
         ("test_postgres_sql_assertion[agentauri-db:processing-under-1s]",),
-        _slow_events, _fast_events, group=0,
+        _slow_events,
+        _fast_events,
+        group=0,
     ),
     Drill(
         "listener-disconnected",
         "Events not being processed > Cause 1: PostgreSQL NOTIFY listener disconnected",
         "event-processor restarted without its LISTEN session; an event 6 minutes old is unprocessed",
-        ("test_log_required_pattern_present[event-processor:notify_listener]",
-         "test_postgres_sql_assertion[agentauri-db:events-processed-within-5-min]"),
-        _listener_lost, _listener_back, group=1,
+        (
+            "test_log_required_pattern_present[event-processor:notify_listener]",
+            "test_postgres_sql_assertion[agentauri-db:events-processed-within-5-min]",
+        ),
+        _listener_lost,
+        _listener_back,
+        group=1,
     ),
     Drill(
         "queue-critical",
         "High queue depth > Solution 3: CRITICAL_QUEUE_DEPTH (50,000)",
         "action_jobs holds 60,000 jobs; QUEUE_HIGH_DEPTH logged",
-        ("test_redis_queue_depth_below_warning[agentauri-redis:action_jobs]",
-         "test_redis_queue_depth_below_critical[agentauri-redis:action_jobs]",
-         "test_log_forbidden_pattern_absent[event-processor:queue_high_depth]"),
-        _queue(60_000), _queue_back, group=1,
+        (
+            "test_redis_queue_depth_below_warning[agentauri-redis:action_jobs]",
+            "test_redis_queue_depth_below_critical[agentauri-redis:action_jobs]",
+            "test_log_forbidden_pattern_absent[event-processor:queue_high_depth]",
+        ),
+        _queue(60_000),
+        _queue_back,
+        group=1,
     ),
     Drill(
         "circuit-breakers-open",
         "All triggers disabled (circuit breaker OPEN)",
         "every circuit_breaker_state row open; 'Circuit breaker OPEN' and 'skipping trigger (fail-fast)' logged",
-        ("test_postgres_sql_assertion[agentauri-db:no-open-circuit-breakers]",
-         "test_log_forbidden_pattern_absent[event-processor:circuit_breaker_open]"),
-        _breakers_open, _breakers_closed, group=1,
+        (
+            "test_postgres_sql_assertion[agentauri-db:no-open-circuit-breakers]",
+            "test_log_forbidden_pattern_absent[event-processor:circuit_breaker_open]",
+        ),
+        _breakers_open,
+        _breakers_closed,
+        group=1,
     ),
     Drill(
         "breaker-not-persisting",
@@ -477,7 +533,8 @@ AgentAuri.drills = [
         "6 CIRCUIT_BREAKER_PERSIST_FAILED lines (more than 5)",
         ("test_log_forbidden_pattern_absent[event-processor:cb_persist_failed]",),
         _log(EP, *[f"ERROR: CIRCUIT_BREAKER_PERSIST_FAILED trigger=trg_mcp_sync attempt={n}" for n in range(6)]),
-        _fresh(EP), group=1,
+        _fresh(EP),
+        group=1,
     ),
     Drill(
         "polling-fallback-aborted",
@@ -485,7 +542,8 @@ AgentAuri.drills = [
         "POLLING_FALLBACK_BATCH_ABORTED after 10 consecutive failures",
         ("test_log_forbidden_pattern_absent[event-processor:polling_fallback_aborted]",),
         _log(EP, "ERROR POLLING_FALLBACK_BATCH_ABORTED after 10 consecutive failures"),
-        _fresh(EP), group=1,
+        _fresh(EP),
+        group=1,
     ),
     Drill(
         "trigger-count-exceeded",
@@ -493,7 +551,8 @@ AgentAuri.drills = [
         "TRIGGER_COUNT_EXCEEDED: an event matched more than 100 triggers",
         ("test_log_forbidden_pattern_absent[event-processor:trigger_count_exceeded]",),
         _log(EP, "WARN TRIGGER_COUNT_EXCEEDED event=9920 triggers=137 limit=100 (truncated)"),
-        _fresh(EP), group=1,
+        _fresh(EP),
+        group=1,
     ),
     Drill(
         "apikey-dummy-hash",
@@ -501,37 +560,54 @@ AgentAuri.drills = [
         "api-gateway logs 'CRITICAL: Failed to verify API key due to missing dummy hash'",
         ("test_log_forbidden_pattern_absent[api-gateway:apikey_dummy_hash]",),
         _log("api-gateway", "CRITICAL: Failed to verify API key due to missing dummy hash"),
-        _fresh("api-gateway"), group=1,
+        _fresh("api-gateway"),
+        group=1,
     ),
     Drill(
         "hsts-disabled",
         "Security headers missing > Solution 1: HSTS disabled",
         "api-gateway runs with ENABLE_HSTS=false and sends no Strict-Transport-Security",
         ("test_container_env_as_expected[agentauri-compose:api-gateway:ENABLE_HSTS]",),
-        _hsts_off, _hsts_on, group=2,
+        _hsts_off,
+        _hsts_on,
+        group=2,
     ),
     Drill(
         "pool-exhausted",
         "Connection pool exhausted",
         "23 more sessions hold 25 of the 27 connections; 'Failed to acquire connection from pool' logged",
-        ("test_postgres_connections_below_warning[agentauri-db]", "test_postgres_connections_below_critical[agentauri-db]",
-         "test_log_forbidden_pattern_absent[event-processor:pool_exhausted]"),
-        _pool_exhausted, _pool_released, group=2,
+        (
+            "test_postgres_connections_below_warning[agentauri-db]",
+            "test_postgres_connections_below_critical[agentauri-db]",
+            "test_log_forbidden_pattern_absent[event-processor:pool_exhausted]",
+        ),
+        _pool_exhausted,
+        _pool_released,
+        group=2,
     ),
     Drill(
         "redis-down",
         "Redis connection refused",
         "redis-server stopped and the redis container with it; /api/v1/health answers 503",
-        ("test_redis_ping[agentauri-redis]", "test_redis_latency_below_limit[agentauri-redis]",
-         "test_redis_memory_below_limit[agentauri-redis]", "test_redis_clients_below_limit[agentauri-redis]",
-         "test_redis_queue_depth_below_warning[agentauri-redis:action_jobs]",
-         "test_redis_queue_depth_below_critical[agentauri-redis:action_jobs]",
-         "test_redis_no_new_evictions[agentauri-redis]", "test_redis_no_new_rejected_connections[agentauri-redis]",
-         "test_redis_persistence_ok[agentauri-redis]", "test_container_running[agentauri-compose:redis]",
-         "test_container_cpu_below_limit[agentauri-compose:redis]",
-         "test_container_memory_below_limit[agentauri-compose:redis]",
-         "test_container_reaches[agentauri-compose:event-processor->redis:6379]",
-         "test_log_forbidden_pattern_absent[event-processor:redis_refused]", "test_http_status[api-health]"),
-        _redis_down, _redis_up, group=2,
+        (
+            "test_redis_ping[agentauri-redis]",
+            "test_redis_latency_below_limit[agentauri-redis]",
+            "test_redis_memory_below_limit[agentauri-redis]",
+            "test_redis_clients_below_limit[agentauri-redis]",
+            "test_redis_queue_depth_below_warning[agentauri-redis:action_jobs]",
+            "test_redis_queue_depth_below_critical[agentauri-redis:action_jobs]",
+            "test_redis_no_new_evictions[agentauri-redis]",
+            "test_redis_no_new_rejected_connections[agentauri-redis]",
+            "test_redis_persistence_ok[agentauri-redis]",
+            "test_container_running[agentauri-compose:redis]",
+            "test_container_cpu_below_limit[agentauri-compose:redis]",
+            "test_container_memory_below_limit[agentauri-compose:redis]",
+            "test_container_reaches[agentauri-compose:event-processor->redis:6379]",
+            "test_log_forbidden_pattern_absent[event-processor:redis_refused]",
+            "test_http_status[api-health]",
+        ),
+        _redis_down,
+        _redis_up,
+        group=2,
     ),
-]  # fmt: skip
+]

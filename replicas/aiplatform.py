@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import requests
 
-from replicas.base import Drill, Override, Replica
+from replicas.base import Drill, Replica
 from replicas.parts import MONITOR_PASSWORD, MONITOR_USER, Front, FrontSite, pg_setup
 from tests.servers import HttpServer, PostgresServer, Route, wait_for
 from tests.servers_cloudflare import CloudflareApi
@@ -130,6 +130,10 @@ class AiPlatform(Replica):
     name = "aiplatform"
     runbook = "004_78864828457ee668.txt"
     title = "AI Platform (Kubernetes, Workers, Prometheus)"
+    adapted = {
+        "tls[api-gateway].port": "the seed's port 443 is a literal: the stand-in's random port",
+        "cloudflare[cloudflare].api_url": "the Cloudflare API's address has no variable: the emulator's",
+    }
 
     def build(self) -> None:
         self.pki = Pki(self.dir / "pki")
@@ -158,9 +162,18 @@ class AiPlatform(Replica):
             }
         )
         self.services(
-            self.app, self.worker, self.grafana, self.metrics, self.node_exporter, self.alertmanager, self.kube,
-            self.engine, self.pg, self.cloudflare, self.front,
-        )  # fmt: skip
+            self.app,
+            self.worker,
+            self.grafana,
+            self.metrics,
+            self.node_exporter,
+            self.alertmanager,
+            self.kube,
+            self.engine,
+            self.pg,
+            self.cloudflare,
+            self.front,
+        )
         self.prometheus = self.new_prometheus()
         self.services(self.prometheus)
         pg_setup(self.pg, DATABASE, "CREATE TABLE videos (id bigserial PRIMARY KEY, title text);", ["videos"])
@@ -188,20 +201,17 @@ class AiPlatform(Replica):
             CLOUDFLARE_ZONE_ID=ZONE,
             AIPLAT_KV_NAMESPACE_ID=KV,
         )
-        self.overrides += [
-            Override("tls[api-gateway].port", self.front.sites["api"].port, "the seed's port 443 is a literal"),
-            Override(
-                "cloudflare[cloudflare].api_url",
-                self.cloudflare.url,
-                "the Cloudflare API's address has no variable: the emulator's",
-            ),
-        ]
+        self.adapt("tls[api-gateway].port", self.front.sites["api"].port)
+        self.adapt("cloudflare[cloudflare].api_url", self.cloudflare.url)
 
     # --- monitoring ---
 
     def new_prometheus(self) -> PrometheusServer:
         return PrometheusServer(
-            {"api-gateway": [f"127.0.0.1:{self.metrics.port}"], "node-exporter": [f"127.0.0.1:{self.node_exporter.port}"]},
+            {
+                "api-gateway": [f"127.0.0.1:{self.metrics.port}"],
+                "node-exporter": [f"127.0.0.1:{self.node_exporter.port}"],
+            },
             RULES,
             [f"127.0.0.1:{self.alertmanager.port}"],
             interval="3s",  # a scrape older than 3 intervals is a failure: 3 s would flap on a busy machine
@@ -226,8 +236,9 @@ class AiPlatform(Replica):
     # --- the cluster ---
 
     def gateway_pod(self, name: str, **extra) -> dict:
-        return pod(name, NS, {"app": "api-gateway"}, owners=owner("ReplicaSet", "api-gateway-6f8d9c"),
-                   limits=LIMITS, **extra)  # fmt: skip
+        return pod(
+            name, NS, {"app": "api-gateway"}, owners=owner("ReplicaSet", "api-gateway-6f8d9c"), limits=LIMITS, **extra
+        )
 
     def fill_cluster(self) -> None:
         mon = {"app.kubernetes.io/part-of": "monitoring"}
@@ -252,20 +263,34 @@ class AiPlatform(Replica):
                 pod_metrics(name, MON, {"app": ("80m", "200Mi")}),
             ]
         objects += [pod("coredns-5d78c-x2x9p", "kube-system", {"k8s-app": "kube-dns"}, limits=LIMITS)]
-        objects += [node("node-1"), node("node-2"), node_metrics("node-1", "900m", "6Gi"),
-                    node_metrics("node-2", "700m", "5Gi")]  # fmt: skip
+        objects += [
+            node("node-1"),
+            node("node-2"),
+            node_metrics("node-1", "900m", "6Gi"),
+            node_metrics("node-2", "700m", "5Gi"),
+        ]
         self.kube.put(*objects)
         now = datetime.now(UTC)
         for name in GATEWAY_PODS:
-            self.kube.log(NS, name, "app", [
-                (now - timedelta(minutes=50), '{"level":"info","msg":"listening on :8080"}'),
-                (now - timedelta(minutes=49), '{"level":"info","msg":"connected to postgres:5432 (pool 10)"}'),
-                (now - timedelta(minutes=2), '{"level":"info","msg":"GET /health 200","duration_ms":3}'),
-            ])  # fmt: skip
-        self.kube.log(MON, "prometheus-7c9b5d-q9090", "app", [
-            (now - timedelta(minutes=30), 'level=info msg="Server is ready to receive web requests."'),
-            (now - timedelta(minutes=5), 'level=info msg="Completed loading of configuration file"'),
-        ])  # fmt: skip
+            self.kube.log(
+                NS,
+                name,
+                "app",
+                [
+                    (now - timedelta(minutes=50), '{"level":"info","msg":"listening on :8080"}'),
+                    (now - timedelta(minutes=49), '{"level":"info","msg":"connected to postgres:5432 (pool 10)"}'),
+                    (now - timedelta(minutes=2), '{"level":"info","msg":"GET /health 200","duration_ms":3}'),
+                ],
+            )
+        self.kube.log(
+            MON,
+            "prometheus-7c9b5d-q9090",
+            "app",
+            [
+                (now - timedelta(minutes=30), 'level=info msg="Server is ready to receive web requests."'),
+                (now - timedelta(minutes=5), 'level=info msg="Completed loading of configuration file"'),
+            ],
+        )
 
     def pods(self) -> None:
         """A container per api-gateway pod, for the in-pod probes (exec runs there)."""
@@ -297,21 +322,29 @@ class AiPlatform(Replica):
     def fill_cloudflare(self) -> None:
         cf = self.cloudflare
         cf.scripts["ai-worker"] = {
-            "deployments": [{"id": "dep-1", "created_on": (datetime.now(UTC) - timedelta(days=2)).isoformat(),
-                             "strategy": "percentage", "versions": [{"version_id": "v42", "percentage": 100}]}],
+            "deployments": [
+                {
+                    "id": "dep-1",
+                    "created_on": (datetime.now(UTC) - timedelta(days=2)).isoformat(),
+                    "strategy": "percentage",
+                    "versions": [{"version_id": "v42", "percentage": 100}],
+                }
+            ],
             "bindings": [
                 {"name": "API_GATEWAY_URL", "type": "plain_text", "text": self.api_url},
                 {"name": "API_TOKEN", "type": "secret_text"},
                 {"name": "CACHE", "type": "kv_namespace", "namespace_id": KV},
                 {"name": "VIDEOS", "type": "r2_bucket", "bucket_name": "ai-platform-videos"},
             ],
-        }  # fmt: skip
+        }
         cf.kv = {KV: 240}
         cf.r2 = {"ai-platform-videos"}
         cf.analytics = {
-            "ai-worker": {"sum": {"requests": 48_000, "errors": 31, "subrequests": 9_100},
-                          "quantiles": {"cpuTimeP50": 2_100.0, "cpuTimeP99": 18_500.0}}
-        }  # fmt: skip
+            "ai-worker": {
+                "sum": {"requests": 48_000, "errors": 31, "subrequests": 9_100},
+                "quantiles": {"cpuTimeP50": 2_100.0, "cpuTimeP99": 18_500.0},
+            }
+        }
         cf.zones = {ZONE: (1_200_000, 900)}
 
     # --- faults' helpers ---
@@ -335,7 +368,7 @@ class AiPlatform(Replica):
 def _remove(r: AiPlatform, plural: str, name: str) -> None:
     """Delete an object from the emulator (its keys carry KMock's resource, not the put() path)."""
     objects = r.kube.emulator.objects
-    for key in [k for k in objects.keys() if k[0].plural == plural and k[1:] == (NS, name)]:
+    for key in [k for k in objects if k[0].plural == plural and k[1:] == (NS, name)]:
         del objects[key]
 
 
@@ -347,8 +380,10 @@ def _five_xx(r: AiPlatform) -> None:
     """The gateway answers 500 to a third of its requests: the error rate, the critical alert, the logs."""
     r.metrics.per_second["500"] = 20.0
     now = datetime.now(UTC)
-    lines = [(now - timedelta(seconds=30 - i), f'{{"level":"error","msg":"GET /api/videos 500: upstream reset","n":{i}}}')
-             for i in range(12)]  # fmt: skip
+    lines = [
+        (now - timedelta(seconds=30 - i), f'{{"level":"error","msg":"GET /api/videos 500: upstream reset","n":{i}}}')
+        for i in range(12)
+    ]
     r.kube.log(NS, GATEWAY_PODS[1], "app", lines)
     wait_for(lambda: r.firing("ApiGatewayHighErrorRate"), 60, "ApiGatewayHighErrorRate reaching Alertmanager")
 
@@ -364,18 +399,38 @@ def _crash_loop(r: AiPlatform) -> None:
 
     name = GATEWAY_PODS[0]
     r.kube.put(
-        r.gateway_pod(name, statuses=[container_status(
-            ready=False, restarts=7, waiting=("CrashLoopBackOff", "back-off 5m0s restarting failed container=app"),
-            last=terminated("Error", 2, minutes=1))]),
+        r.gateway_pod(
+            name,
+            statuses=[
+                container_status(
+                    ready=False,
+                    restarts=7,
+                    waiting=("CrashLoopBackOff", "back-off 5m0s restarting failed container=app"),
+                    last=terminated("Error", 2, minutes=1),
+                )
+            ],
+        ),
         deployment("api-gateway", NS, replicas=2, available=1),
-        event("api-gateway-backoff", NS, "BackOff", ("Pod", name), "Back-off restarting failed container app", count=7,
-              minutes=1),
-    )  # fmt: skip
+        event(
+            "api-gateway-backoff",
+            NS,
+            "BackOff",
+            ("Pod", name),
+            "Back-off restarting failed container app",
+            count=7,
+            minutes=1,
+        ),
+    )
     now = datetime.now(UTC)
-    r.kube.log(NS, name, "app", [
-        (now - timedelta(seconds=70), '{"level":"info","msg":"listening on :8080"}'),
-        (now - timedelta(seconds=65), '{"level":"fatal","msg":"config: DATABASE_URL is not set"}'),
-    ])  # fmt: skip
+    r.kube.log(
+        NS,
+        name,
+        "app",
+        [
+            (now - timedelta(seconds=70), '{"level":"info","msg":"listening on :8080"}'),
+            (now - timedelta(seconds=65), '{"level":"fatal","msg":"config: DATABASE_URL is not set"}'),
+        ],
+    )
 
 
 def _crash_loop_over(r: AiPlatform) -> None:
@@ -386,8 +441,11 @@ def _crash_loop_over(r: AiPlatform) -> None:
 def _oom(r: AiPlatform) -> None:
     from tests.servers_kubernetes import container_status, terminated
 
-    r.kube.put(r.gateway_pod(GATEWAY_PODS[1], statuses=[container_status(
-        restarts=1, last=terminated("OOMKilled", 137, minutes=20))]))  # fmt: skip
+    r.kube.put(
+        r.gateway_pod(
+            GATEWAY_PODS[1], statuses=[container_status(restarts=1, last=terminated("OOMKilled", 137, minutes=20))]
+        )
+    )
 
 
 def _worker_down(r: AiPlatform) -> None:
@@ -432,10 +490,15 @@ def _db_pool_released(r: AiPlatform) -> None:
 
 def _certificate_failing(r: AiPlatform) -> None:
     r.kube.put(
-        certificate("api-gateway-tls", NS, [HOST], ready=False,
-                    message="Issuing certificate as Secret does not exist: order is in errored state"),
+        certificate(
+            "api-gateway-tls",
+            NS,
+            [HOST],
+            ready=False,
+            message="Issuing certificate as Secret does not exist: order is in errored state",
+        ),
         certificate_request("api-gateway-tls-2", NS, "api-gateway-tls", failed=True),
-    )  # fmt: skip
+    )
 
 
 def _certificate_issued(r: AiPlatform) -> None:
@@ -455,8 +518,11 @@ def _gateway_reachable(r: AiPlatform) -> None:
 
 def _scrape_down(r: AiPlatform) -> None:
     r.metrics.routes["/metrics"] = Route(status=503, body="service unavailable")
-    wait_for(lambda: any(t["health"] == "down" for t in r.prometheus.get("/api/v1/targets")["data"]["activeTargets"]),
-             20, "the api-gateway target going down")  # fmt: skip
+    wait_for(
+        lambda: any(t["health"] == "down" for t in r.prometheus.get("/api/v1/targets")["data"]["activeTargets"]),
+        20,
+        "the api-gateway target going down",
+    )
 
 
 def _scrape_up(r: AiPlatform) -> None:
@@ -490,91 +556,150 @@ AiPlatform.drills = [
         "gateway-5xx-alert-firing",
         "API Gateway Issues > 5xx Errors; Monitoring Issues > Alert Fatigue",
         "a third of the gateway's requests answer 500: ApiGatewayHighErrorRate fires; error lines in its log",
-        ("test_prometheus_query[prometheus:error-rate-below-1pct]", "test_prometheus_no_firing_warning_alerts[prometheus]", "test_prometheus_no_firing_critical_alerts[prometheus]", "test_alertmanager_no_recent_alerts[alertmanager]", "test_log_error_rate_below_limit[api-gateway:errors]", "test_log_forbidden_pattern_absent[arch-separation:errors]",),
-        _five_xx, _five_xx_over, group=0,
+        (
+            "test_prometheus_query[prometheus:error-rate-below-1pct]",
+            "test_prometheus_no_firing_warning_alerts[prometheus]",
+            "test_prometheus_no_firing_critical_alerts[prometheus]",
+            "test_alertmanager_no_recent_alerts[alertmanager]",
+            "test_log_error_rate_below_limit[api-gateway:errors]",
+            "test_log_forbidden_pattern_absent[arch-separation:errors]",
+        ),
+        _five_xx,
+        _five_xx_over,
+        group=0,
     ),
     Drill(
         "crash-looping-pod",
         "API Gateway Issues > 5xx Errors (kubectl get pods | grep -v Running)",
         "an api-gateway pod in CrashLoopBackOff (7 restarts, fatal config error), 1 of 2 available",
-        ("test_k8s_pods_running_and_ready[aiplat:arch-separation]", "test_k8s_pods_not_stuck[aiplat:arch-separation]", "test_k8s_workloads_rolled_out[aiplat:arch-separation]", "test_k8s_no_warning_events[aiplat:arch-separation]", "test_log_forbidden_pattern_absent[api-gateway:panic-or-fatal]", "test_log_forbidden_pattern_absent[arch-separation:panic-or-fatal]",),
-        _crash_loop, _crash_loop_over, group=0,
+        (
+            "test_k8s_pods_running_and_ready[aiplat:arch-separation]",
+            "test_k8s_pods_not_stuck[aiplat:arch-separation]",
+            "test_k8s_workloads_rolled_out[aiplat:arch-separation]",
+            "test_k8s_no_warning_events[aiplat:arch-separation]",
+            "test_log_forbidden_pattern_absent[api-gateway:panic-or-fatal]",
+            "test_log_forbidden_pattern_absent[arch-separation:panic-or-fatal]",
+        ),
+        _crash_loop,
+        _crash_loop_over,
+        group=0,
     ),
     Drill(
         "worker-not-responding",
         "Cloudflare Workers Issues > Worker Not Responding (522)",
         "the Worker's /health answers 522 and 19 % of its invocations fail",
-        ("test_http_status[worker]", "test_cloudflare_worker_errors_below_limit[cloudflare:ai-worker]",),
-        _worker_down, _worker_up, group=0,
+        (
+            "test_http_status[worker]",
+            "test_cloudflare_worker_errors_below_limit[cloudflare:ai-worker]",
+        ),
+        _worker_down,
+        _worker_up,
+        group=0,
     ),
     Drill(
         "worker-misconfigured",
         "Worker Not Responding > Check environment variables (API_GATEWAY_URL)",
         "the Worker's API_GATEWAY_URL points at http://localhost:8000",
         ("test_cloudflare_worker_bindings_as_expected[cloudflare:ai-worker]",),
-        _worker_misconfigured, _worker_configured, group=0,
+        _worker_misconfigured,
+        _worker_configured,
+        group=0,
     ),
     Drill(
         "db-pool-exhausted",
         "Database Issues > Connection Pool Exhaustion",
         "23 more sessions: 85 % of max_connections minus the reserved ones",
         ("test_postgres_connections_below_warning[platform-db]",),
-        _db_pool, _db_pool_released, group=0,
+        _db_pool,
+        _db_pool_released,
+        group=0,
     ),
     Drill(
         "certificate-not-ready",
         "Networking Issues > SSL/TLS Issues (kubectl describe certificate api-gateway-tls)",
         "cert-manager's api-gateway-tls is not Ready; its newest CertificateRequest failed",
-        ("test_k8s_certificates_ready[aiplat:arch-separation]", "test_k8s_certificate_as_expected[aiplat:arch-separation:api-gateway-tls]",),
-        _certificate_failing, _certificate_issued, group=0,
+        (
+            "test_k8s_certificates_ready[aiplat:arch-separation]",
+            "test_k8s_certificate_as_expected[aiplat:arch-separation:api-gateway-tls]",
+        ),
+        _certificate_failing,
+        _certificate_issued,
+        group=0,
     ),
     Drill(
         "circuit-breaker-open",
         "API Gateway Issues > High Latency or Timeouts (jq .checks.circuit_breaker)",
         "/health reports the circuit breaker open, status degraded",
-        ("test_http_json_conditions[api-gateway]", "test_http_json_conditions[circuit-breaker]",),
-        _breaker_open, _breaker_closed, group=0,
+        (
+            "test_http_json_conditions[api-gateway]",
+            "test_http_json_conditions[circuit-breaker]",
+        ),
+        _breaker_open,
+        _breaker_closed,
+        group=0,
     ),
     Drill(
         "node-memory-pressure",
         "Kubernetes Health > Resource usage (kubectl top nodes)",
         "node-2 uses 15.5 of 16 GiB",
         ("test_k8s_node_memory_below_limit[aiplat]",),
-        _node_memory, _healthy_cluster, group=0,
+        _node_memory,
+        _healthy_cluster,
+        group=0,
     ),
     Drill(
         "gateway-timeouts",
         "API Gateway Issues > High Latency or Timeouts",
         "the gateway's /health takes 6 s, longer than the 5 s timeout",
-        ("test_http_status[api-gateway]", "test_http_latency_below_limit[api-gateway]", "test_http_json_conditions[api-gateway]", "test_http_status[circuit-breaker]", "test_http_latency_below_limit[circuit-breaker]", "test_http_json_conditions[circuit-breaker]",),
-        _slow_gateway, _fast_gateway, group=1,
+        (
+            "test_http_status[api-gateway]",
+            "test_http_latency_below_limit[api-gateway]",
+            "test_http_json_conditions[api-gateway]",
+            "test_http_status[circuit-breaker]",
+            "test_http_latency_below_limit[circuit-breaker]",
+            "test_http_json_conditions[circuit-breaker]",
+        ),
+        _slow_gateway,
+        _fast_gateway,
+        group=1,
     ),
     Drill(
         "pod-oom-killed",
         "5xx Errors > Check memory/CPU limits: Pods may be OOM killed",
         "an api-gateway pod's last state: OOMKilled 20 minutes ago",
         ("test_k8s_no_oom_killed[aiplat:arch-separation]",),
-        _oom, _healthy_cluster, group=1,
+        _oom,
+        _healthy_cluster,
+        group=1,
     ),
     Drill(
         "worker-slow",
         "Cloudflare Workers Issues > Slow Worker Performance",
         "the Worker's /health takes 2.5 s; its CPU time p99 is 86 ms",
-        ("test_http_latency_below_limit[worker]", "test_cloudflare_worker_cpu_below_limit[cloudflare:ai-worker]",),
-        _worker_slow, _worker_fast, group=1,
+        (
+            "test_http_latency_below_limit[worker]",
+            "test_cloudflare_worker_cpu_below_limit[cloudflare:ai-worker]",
+        ),
+        _worker_slow,
+        _worker_fast,
+        group=1,
     ),
     Drill(
         "service-unreachable-in-cluster",
         "Networking Issues > Service Mesh Problems (wget http://api-gateway:8080/health)",
         "nothing answers on api-gateway:8080 inside the pods",
         ("test_k8s_probe[aiplat:arch-separation:api-gateway-health]",),
-        _gateway_unreachable, _gateway_reachable, group=1,
+        _gateway_unreachable,
+        _gateway_reachable,
+        group=1,
     ),
     Drill(
         "scrape-target-down",
         "Monitoring Issues > Missing Metrics (Prometheus targets down)",
         "the gateway's /metrics answers 503",
         ("test_prometheus_targets_up[prometheus]",),
-        _scrape_down, _scrape_up, group=1,
+        _scrape_down,
+        _scrape_up,
+        group=1,
     ),
-]  # fmt: skip
+]

@@ -14,10 +14,11 @@ lines the runbook greps for (CreateTask, ExecuteTask ... ✅ completed, the cron
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 
-from replicas.base import Drill, Override, Replica
+from replicas.base import Drill, Replica
 from tests.servers_commands import ReplServer
 from tests.servers_docker import DockerEngineServer
 from tests.servers_grpc import NOT_SERVING, SERVING, GrpcHealthServer
@@ -49,6 +50,27 @@ def aggregator_lines(scheduler: bool = True) -> list[str]:
     return lines
 
 
+def _adapted() -> dict[str, str]:
+    """The seed's literals the stand-ins cannot take (hosts, ports, the ssh alias, a socket path)."""
+    found = {}
+    for target, (grpc_target, public) in AGGREGATORS.items():
+        found[f"tls[{target}].host"] = f"{public} is a literal: the stand-in aggregator listens on 127.0.0.1"
+        found[f"tls[{target}].port"] = "the seed's port is a literal: the stand-in's random port"
+        found[f"tls[{target}].server_name"] = f"SNI and the name the certificate must carry stay {public}"
+        if grpc_target:
+            found[f"grpc[{grpc_target}].address"] = f"{public}:<port> is a literal: the stand-in's 127.0.0.1:<port>"
+            found[f"grpc[{grpc_target}].server_name"] = f"the name the certificate must carry stays {public}"
+    found["hosts[ap-prod1].ports"] = "ap-prod1's :2206 and :3206 are the stand-in aggregators' random ports here"
+    found["hosts[ap-prod1].load_per_core_max"] = (
+        "ap-prod1 is the machine the replica runs on: its load is not the system's"
+    )
+    found["commands[runner].run[ssh-reachable].argv"] = (
+        "`ssh ap-prod1` reads the runner's own ~/.ssh/config: `-F` names the replica's, where ap-prod1 is its sshd"
+    )
+    found["commands[storage-repl].socket"] = "/tmp/ap.sock is one path per machine: the REPL's socket in a temp dir"
+    return found
+
+
 OPERATOR = [
     "INFO operator: starting operator-base (avs-target=base)",
     "INFO operator: connected to aggregator aggregator-base:2206",
@@ -60,6 +82,7 @@ class Ava(Replica):
     name = "ava"
     runbook = "000_5c22c6a5c5dbd3d3.txt"
     title = "Ava Protocol AVS (aggregator / operator)"
+    adapted = _adapted()
 
     def build(self) -> None:
         self.pki = Pki(self.dir / "pki")
@@ -88,36 +111,31 @@ class Ava(Replica):
         )
         for target, (grpc_target, public) in AGGREGATORS.items():
             port = self.grpc[target].port
-            why = f"{public} is the public name: the stand-in listens on 127.0.0.1:{port}, its certificate names it"
-            self.overrides += [
-                Override(f"tls[{target}].host", "127.0.0.1", why),
-                Override(f"tls[{target}].port", port, "the seed's port is a literal"),
-                Override(f"tls[{target}].server_name", public, "SNI and the name the certificate must carry"),
-            ]
+            self.adapt(f"tls[{target}].host", "127.0.0.1")
+            self.adapt(f"tls[{target}].port", port)
+            self.adapt(f"tls[{target}].server_name", public)
             if grpc_target:
-                self.overrides += [
-                    Override(f"grpc[{grpc_target}].address", f"127.0.0.1:{port}", why),
-                    Override(f"grpc[{grpc_target}].server_name", public, "the name the certificate must carry"),
-                ]
-        self.overrides += [
-            Override(
-                "hosts[ap-prod1].ports",
-                [self.grpc["aggregator-mainnet"].port, self.grpc["aggregator-base"].port],
-                "ap-prod1's :2206 and :3206 are the stand-in aggregators' random ports on this machine",
-            ),
-            Override(
-                "hosts[ap-prod1].load_per_core_max",
-                1000,
-                "ap-prod1 is the machine the replica runs on: its load is whatever else runs there",
-            ),
-            Override(
-                "commands[runner].run[ssh-reachable].argv",
-                ["ssh", "-F", str(config), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-                 "-o", "StrictHostKeyChecking=yes", "ap-prod1", "true"],
-                "`ssh ap-prod1` reads the runner's ~/.ssh/config; the replica's ssh_config names ap-prod1",
-            ),  # fmt: skip
-            Override("commands[storage-repl].socket", self.repl.path, "/tmp/ap.sock is one path per machine"),
-        ]
+                self.adapt(f"grpc[{grpc_target}].address", f"127.0.0.1:{port}")
+                self.adapt(f"grpc[{grpc_target}].server_name", public)
+        self.adapt("hosts[ap-prod1].ports", [self.grpc["aggregator-mainnet"].port, self.grpc["aggregator-base"].port])
+        self.adapt("hosts[ap-prod1].load_per_core_max", 1000)
+        self.adapt(
+            "commands[runner].run[ssh-reachable].argv",
+            [
+                "ssh",
+                "-F",
+                str(config),
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=10",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "ap-prod1",
+                "true",
+            ],
+        )
+        self.adapt("commands[storage-repl].socket", self.repl.path)
 
     def swap_sepolia(self, days: float) -> None:
         """aggregator-sepolia restarted with a certificate valid `days` (a new port: the overrides follow)."""
@@ -128,9 +146,7 @@ class Ava(Replica):
         self.grpc["aggregator-sepolia"] = GrpcHealthServer(tls=(cert.key_pem, chain))
         self.services(self.grpc["aggregator-sepolia"])
         old.stop()
-        for override in self.overrides:
-            if override.path == "tls[aggregator-sepolia].port":
-                override.value = self.grpc["aggregator-sepolia"].port
+        self.adapt("tls[aggregator-sepolia].port", self.grpc["aggregator-sepolia"].port)
 
     def ssh_config(self):
         """ap-prod1 as an ssh_config alias of the stand-in sshd, its host key pinned."""
@@ -156,10 +172,8 @@ class Ava(Replica):
 
         api = self.engine.client.api
         for name in ("operator-base", "aggregator-base"):
-            try:
+            with contextlib.suppress(Exception):  # not there yet
                 api.remove_container(name, force=True)
-            except Exception:  # noqa: BLE001 - not there yet
-                pass
         self.engine.run(
             "aggregator-base",
             script(aggregator_lines(scheduler), "sh -c 'nc -ll -p 2206 -e cat & exec sleep 1000000'"),
@@ -183,8 +197,12 @@ class Ava(Replica):
 def _operator_cut(r: Ava) -> None:
     """The aggregator's :2206 stops accepting: the operator's connection drops, it retries."""
     r.engine.client.containers.get("aggregator-base").exec_run(["killall", "nc", "cat"])
-    lines = ["ERROR operator: connection to aggregator aggregator-base:2206 lost: connection reset by peer (disconnect)"]
-    lines += [f"WARN operator: reconnect attempt {n} to aggregator-base:2206 failed: connection refused" for n in range(1, 6)]
+    lines = [
+        "ERROR operator: connection to aggregator aggregator-base:2206 lost: connection reset by peer (disconnect)"
+    ]
+    lines += [
+        f"WARN operator: reconnect attempt {n} to aggregator-base:2206 failed: connection refused" for n in range(1, 6)
+    ]
     log_to(r, "operator-base", lines)
 
 
@@ -228,8 +246,11 @@ def _sepolia_renewed(r: Ava) -> None:
 
 
 def _tasks_stuck(r: Ava) -> None:
-    log_to(r, "aggregator-base", [f"INFO ExecuteTask workflow={WORKFLOW} execution=exec-{n} still running after 300s"
-                                  for n in range(10, 16)])  # fmt: skip
+    log_to(
+        r,
+        "aggregator-base",
+        [f"INFO ExecuteTask workflow={WORKFLOW} execution=exec-{n} still running after 300s" for n in range(10, 16)],
+    )
 
 
 def _scheduler_silent(r: Ava) -> None:
@@ -237,16 +258,22 @@ def _scheduler_silent(r: Ava) -> None:
 
 
 def _aggregator_panic(r: Ava) -> None:
-    log_to(r, "aggregator-base", [
-        "panic: runtime error: invalid memory address or nil pointer dereference",
-        "[signal SIGSEGV: segmentation violation code=0x1 addr=0x18 pc=0x10c4b2a]",
-        *[f"ERROR aggregator: task {WORKFLOW} exec-{n}: RPC call failed: exception in handler" for n in range(11)],
-    ])  # fmt: skip
+    log_to(
+        r,
+        "aggregator-base",
+        [
+            "panic: runtime error: invalid memory address or nil pointer dereference",
+            "[signal SIGSEGV: segmentation violation code=0x1 addr=0x18 pc=0x10c4b2a]",
+            *[f"ERROR aggregator: task {WORKFLOW} exec-{n}: RPC call failed: exception in handler" for n in range(11)],
+        ],
+    )
 
 
 def _memory_full(r: Ava) -> None:
     """62 MB held in aggregator-base's tmpfs: 92 % of its 64 MiB limit, and it cannot be reclaimed."""
-    r.engine.client.containers.get("aggregator-base").exec_run(["sh", "-c", "head -c 62000000 /dev/zero > /dev/shm/hold"])
+    r.engine.client.containers.get("aggregator-base").exec_run(
+        ["sh", "-c", "head -c 62000000 /dev/zero > /dev/shm/hold"]
+    )
 
 
 def _memory_freed(r: Ava) -> None:
@@ -271,63 +298,106 @@ Ava.drills = [
         "operator-cannot-reach-aggregator",
         "Workflow Failed to Trigger > Operator-Aggregator Connection Issues",
         "aggregator-base stops accepting on :2206; operator-base logs the disconnect and 5 reconnect attempts",
-        ("test_command_output[aggregator-base:operator-connected]", "test_container_port_listening[ap-prod1-docker:aggregator-base:2206]", "test_container_reaches[ap-prod1-docker:operator-base->aggregator-base:2206]", "test_log_forbidden_pattern_absent[operator-base:disconnect]", "test_log_forbidden_pattern_absent[operator-base:reconnects]", "test_log_error_rate_below_limit[operator-base:errors]",),
-        _operator_cut, _containers_back, group=0,
+        (
+            "test_command_output[aggregator-base:operator-connected]",
+            "test_container_port_listening[ap-prod1-docker:aggregator-base:2206]",
+            "test_container_reaches[ap-prod1-docker:operator-base->aggregator-base:2206]",
+            "test_log_forbidden_pattern_absent[operator-base:disconnect]",
+            "test_log_forbidden_pattern_absent[operator-base:reconnects]",
+            "test_log_error_rate_below_limit[operator-base:errors]",
+        ),
+        _operator_cut,
+        _containers_back,
+        group=0,
     ),
     Drill(
         "aggregator-not-serving",
         "Connection and Communication Issues > Test aggregator endpoint",
         "the mainnet aggregator's gRPC health answers NOT_SERVING",
         ("test_grpc_health_serving[aggregator-public]",),
-        _aggregator_not_serving, _aggregator_serving, group=0,
+        _aggregator_not_serving,
+        _aggregator_serving,
+        group=0,
     ),
     Drill(
         "storage-no-active-workflows",
         "Database and Storage Issues > Check Storage Health",
         "the storage REPL lists no t:a:* key",
         ("test_command_output[storage-repl:active-workflows]",),
-        _storage_empty, _storage_back, group=0,
+        _storage_empty,
+        _storage_back,
+        group=0,
     ),
     Drill(
         "testnet-certificate-expiring",
         "Network Endpoints (aggregator-sepolia.avaprotocol.org:2206)",
         "aggregator-sepolia serves a certificate that expires in 10 days",
-        ("test_tls_certificates_expiry_warning[aggregator-sepolia]", "test_tls_certificates_expiry_critical[aggregator-sepolia]",),
-        _sepolia_expiring, _sepolia_renewed, group=0,
+        (
+            "test_tls_certificates_expiry_warning[aggregator-sepolia]",
+            "test_tls_certificates_expiry_critical[aggregator-sepolia]",
+        ),
+        _sepolia_expiring,
+        _sepolia_renewed,
+        group=0,
     ),
     Drill(
         "tasks-not-completing",
         "Preventive Monitoring > Log Monitoring (ExecuteTask / completed)",
         "6 ExecuteTask lines without a completion",
         ("test_log_ratio_within_limit[aggregator-base:tasks_completed]",),
-        _tasks_stuck, _containers_back, group=0,
+        _tasks_stuck,
+        _containers_back,
+        group=0,
     ),
     Drill(
         "cron-scheduler-silent",
         "Workflow Failed to Trigger > Cron Scheduler Not Running",
         "aggregator-base restarted and logs no scheduler activity",
         ("test_log_required_pattern_present[aggregator-base:scheduler_active]",),
-        _scheduler_silent, _containers_back, group=1,
+        _scheduler_silent,
+        _containers_back,
+        group=1,
     ),
     Drill(
         "aggregator-panic",
         "Log Analysis > Pattern Matching (error|fail|exception)",
         "aggregator-base logs a Go panic and 11 failed RPC calls",
-        ("test_log_forbidden_pattern_absent[aggregator-base:panic]", "test_log_error_rate_below_limit[aggregator-base:errors]",),
-        _aggregator_panic, _containers_back, group=1,
+        (
+            "test_log_forbidden_pattern_absent[aggregator-base:panic]",
+            "test_log_error_rate_below_limit[aggregator-base:errors]",
+        ),
+        _aggregator_panic,
+        _containers_back,
+        group=1,
     ),
     Drill(
         "resource-exhaustion",
         "Workflow Failed to Trigger > Resource Exhaustion",
         "aggregator-base holds 92 % of its 64 MiB memory limit",
         ("test_container_memory_below_limit[ap-prod1-docker:aggregator-base]",),
-        _memory_full, _memory_freed, group=1,
+        _memory_full,
+        _memory_freed,
+        group=1,
     ),
     Drill(
         "host-key-changed",
         "Production Servers (ssh ap-prod1)",
         "ap-prod1 answers with a host key other than the pinned one",
-        ("test_command_exit_code[runner:ssh-reachable]", "test_filesystem_usage_below_warning[ap-prod1]", "test_filesystem_usage_below_critical[ap-prod1]", "test_inode_usage_below_warning[ap-prod1]", "test_inode_usage_below_critical[ap-prod1]", "test_memory_available[ap-prod1]", "test_load_per_core_below_limit[ap-prod1]", "test_process_running[ap-prod1:dockerd]", "test_port_listening[ap-prod1:*]", "test_command_exit_code[storage-repl:active-workflows]", "test_command_output[storage-repl:active-workflows]",),
-        _host_key_changed, _host_key_back, group=1,
+        (
+            "test_command_exit_code[runner:ssh-reachable]",
+            "test_filesystem_usage_below_warning[ap-prod1]",
+            "test_filesystem_usage_below_critical[ap-prod1]",
+            "test_inode_usage_below_warning[ap-prod1]",
+            "test_inode_usage_below_critical[ap-prod1]",
+            "test_memory_available[ap-prod1]",
+            "test_load_per_core_below_limit[ap-prod1]",
+            "test_process_running[ap-prod1:dockerd]",
+            "test_port_listening[ap-prod1:*]",
+            "test_command_exit_code[storage-repl:active-workflows]",
+            "test_command_output[storage-repl:active-workflows]",
+        ),
+        _host_key_changed,
+        _host_key_back,
+        group=1,
     ),
-]  # fmt: skip
+]

@@ -24,7 +24,7 @@ import time
 
 import psycopg
 
-from replicas.base import Drill, Override, Replica
+from replicas.base import Drill, Replica
 from replicas.parts import MONITOR_PASSWORD, MONITOR_USER, Compose, Service, pg_setup, reload
 from tests.servers import PgBouncerServer, PostgresServer, closed_port
 from tests.servers_docker import DockerEngineServer
@@ -35,15 +35,19 @@ DATABASE = "ai_workflow_engine"
 APP_USER, APP_PASSWORD = "awe", "awe-App-Pw-2291"
 STATS_PASSWORD = "awe-Stats-Pw-6630"
 PROJECT = "ai-workflow-engine"
-REVISIONS = [("3b1f0c2a9d10", None, "initial"), ("8c4e7d21aa05", "3b1f0c2a9d10", "agents"),
-             ("e2a9f6b3c7d4", "8c4e7d21aa05", "tool_runs")]  # fmt: skip
+REVISIONS = [
+    ("3b1f0c2a9d10", None, "initial"),
+    ("8c4e7d21aa05", "3b1f0c2a9d10", "agents"),
+    ("e2a9f6b3c7d4", "8c4e7d21aa05", "tool_runs"),
+]
 HEAD = REVISIONS[-1][0]
 SCHEMA = f"""
 CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);
 INSERT INTO alembic_version VALUES ('{HEAD}');
 CREATE TABLE workflows (id bigserial PRIMARY KEY, name text NOT NULL, definition text NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now());
-INSERT INTO workflows (name, definition) SELECT 'workflow-' || n, repeat(md5(n::text), 8) FROM generate_series(1, 600) n;
+INSERT INTO workflows (name, definition)
+    SELECT 'workflow-' || n, repeat(md5(n::text), 8) FROM generate_series(1, 600) n;
 CREATE ROLE {APP_USER} LOGIN PASSWORD '{APP_PASSWORD}';
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_USER};
 """
@@ -60,6 +64,11 @@ class Awe(Replica):
     name = "awe"
     runbook = "003_487096954b44f3ad.txt"
     title = "AI Workflow Engine"
+    adapted = {
+        "tls[mtls-proxy].port": "the proxy listens on a random port; the seed's 8443 is a literal",
+        "hosts[awe-host].ports": "the host's listening port is the proxy's random port (the seed's 8443)",
+        "hosts[awe-host].load_per_core_max": "the host is the machine running the replica: its load is not the app's",
+    }
 
     def build(self) -> None:
         d = self.dir
@@ -109,17 +118,9 @@ class Awe(Replica):
             AWE_DOCKER_HOST=self.engine.url,
             DOCKER_HOST=self.engine.url,  # the docker CLI testinfra runs for docker:// specs
         )
-        self.overrides += [
-            Override(
-                "tls[mtls-proxy].port", port, "the proxy listens on a random port; the seed's port 8443 is a literal"
-            ),
-            Override("hosts[awe-host].ports", [port], "the host's listening port is the proxy's random port"),
-            Override(
-                "hosts[awe-host].load_per_core_max",
-                1000,
-                "the replica's host is the machine it runs on: its load is whatever else runs there",
-            ),
-        ]
+        self.adapt("tls[mtls-proxy].port", port)
+        self.adapt("hosts[awe-host].ports", [port])
+        self.adapt("hosts[awe-host].load_per_core_max", 1000)
 
     # --- parts ---
 
@@ -144,15 +145,30 @@ class Awe(Replica):
         backups.mkdir()
         shutil.chown(backups, "postgres", "postgres")
         subprocess.run(
-            ["runuser", "-u", "postgres", "--", f"{self.pg.bindir}/pg_dump", "-h", self.pg.dir, "-p",
-             str(self.pg.port), "-Fc", "-f", f"{backups}/latest.sql", DATABASE],
-            check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                f"{self.pg.bindir}/pg_dump",
+                "-h",
+                self.pg.dir,
+                "-p",
+                str(self.pg.port),
+                "-Fc",
+                "-f",
+                f"{backups}/latest.sql",
+                DATABASE,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
 
     def migrations(self) -> None:
         versions = self.dir / "alembic" / "versions"
         versions.mkdir(parents=True)
-        for i, (revision, down, slug) in enumerate(REVISIONS, start=1):
+        for revision, down, slug in REVISIONS:
             (versions / f"{revision}_{slug}.py").write_text(
                 f'"""{slug}"""\nrevision = "{revision}"\ndown_revision = {down!r}\n'
                 "branch_labels = None\ndepends_on = None\n\n\ndef upgrade():\n    pass\n"
@@ -171,17 +187,22 @@ class Awe(Replica):
         return [
             Service(
                 "database",
-                ["PostgreSQL init process complete; ready for start up.",
-                 "LOG:  database system is ready to accept connections"],
+                [
+                    "PostgreSQL init process complete; ready for start up.",
+                    "LOG:  database system is ready to accept connections",
+                ],
                 env={"PATH": pg_path, "PGPORT": str(self.pg.port), "PGHOST": "/var/run/postgresql"},
                 options={"volumes": tools},
-            ),  # fmt: skip
+            ),
             Service("pgbouncer", ["LOG process up: PgBouncer, libevent 2.1.12-stable (epoll), adns: c-ares"]),
             Service(
                 "api",
-                ["INFO:     Started server process [1]", "INFO:     Application startup complete.",
-                 "INFO:     Uvicorn running on http://0.0.0.0:8000 (Press CTRL+C to quit)"],
-            ),  # fmt: skip
+                [
+                    "INFO:     Started server process [1]",
+                    "INFO:     Application startup complete.",
+                    "INFO:     Uvicorn running on http://0.0.0.0:8000 (Press CTRL+C to quit)",
+                ],
+            ),
             Service("caddy", CADDY),
         ]
 
@@ -209,7 +230,6 @@ class Awe(Replica):
         self.holding.clear()
 
 
-
 # --- drills: the runbook's problem categories ------------------------------------------------
 
 
@@ -220,7 +240,9 @@ def _install(r: Awe, kind: str, issued) -> None:
 
 
 def _server_expired(r: Awe) -> None:
-    _install(r, "server", r.pki.issue("server-expired", issuer=r.pki.root, expired=True, hosts=("localhost", "127.0.0.1")))
+    _install(
+        r, "server", r.pki.issue("server-expired", issuer=r.pki.root, expired=True, hosts=("localhost", "127.0.0.1"))
+    )
     reload(r.proxy)
 
 
@@ -241,8 +263,9 @@ def _client_ca_back(r: Awe) -> None:
 
 
 def _client_expiring(r: Awe) -> None:
-    _install(r, "client", r.pki.issue("client-soon", issuer=r.pki.root, client=True, days=10,
-                                      hosts=("opscheck-monitor",)))  # fmt: skip
+    _install(
+        r, "client", r.pki.issue("client-soon", issuer=r.pki.root, client=True, days=10, hosts=("opscheck-monitor",))
+    )
 
 
 def _client_renewed(r: Awe) -> None:
@@ -250,10 +273,13 @@ def _client_renewed(r: Awe) -> None:
 
 
 def _api_crashed(r: Awe) -> None:
-    lines = ["INFO:     Started server process [1]", "Traceback (most recent call last):",
-             '  File "/app/main.py", line 12, in <module>',
-             "sqlalchemy.exc.OperationalError: could not translate host name \"database\"",
-             "CRITICAL: application startup failed"]  # fmt: skip
+    lines = [
+        "INFO:     Started server process [1]",
+        "Traceback (most recent call last):",
+        '  File "/app/main.py", line 12, in <module>',
+        'sqlalchemy.exc.OperationalError: could not translate host name "database"',
+        "CRITICAL: application startup failed",
+    ]
     r.compose.recreate("api", lines=lines, keep="")  # the container exits
     r.proxy.sites["caddy"].upstream = r.closed
     reload(r.proxy)
@@ -333,7 +359,9 @@ def _caddy_errors(r: Awe) -> None:
         '{"level":"error","ts":1764580100.0,"logger":"http.log.access","msg":"handled request","status":502,'
         '"request":{"method":"GET","uri":"/api/workflows","proto":"HTTP/2.0"},"duration":0.001}'
     ] * 3
-    lines += ['{"level":"debug","logger":"http.stdlib","msg":"http: TLS handshake error from 10.0.0.7:51234: EOF"}'] * 51
+    lines += [
+        '{"level":"debug","logger":"http.stdlib","msg":"http: TLS handshake error from 10.0.0.7:51234: EOF"}'
+    ] * 51
     r.compose.log("caddy", *lines)
 
 
@@ -351,83 +379,191 @@ Awe.drills = [
         "Database Issues > Migration Failures",
         "alembic_version is one revision behind the head of alembic/versions",
         ("test_postgres_migrations_at_head[awe-db]",),
-        _alembic_behind, _alembic_head, group=0,
+        _alembic_behind,
+        _alembic_head,
+        group=0,
     ),
     Drill(
         "jwt-lifetime-too-long",
         "Authentication Issues > JWT Token Problems",
         "the API issues tokens valid 48 h (the session lifetime is 24 h)",
         ("test_jwt_claims_as_expected[api-auth]",),
-        _long_tokens, _session_tokens, group=0,
+        _long_tokens,
+        _session_tokens,
+        group=0,
     ),
     Drill(
         "backup-stale",
         "Emergency Procedures > Database recovery (/backup/latest.sql)",
         "/backup/latest.sql was written 3 days ago",
         ("test_backup_recent[latest-dump]",),
-        _backup_stale, _backup_fresh, group=0,
+        _backup_stale,
+        _backup_fresh,
+        group=0,
     ),
     Drill(
         "api-errors",
         "Debugging Tools > Log Analysis (docker-compose logs api)",
         "the api logs 12 ERROR lines and a Traceback",
         ("test_log_forbidden_pattern_absent[api:traceback_or_critical]", "test_log_error_rate_below_limit[api:errors]"),
-        _api_errors, _fresh("api"), group=0,
+        _api_errors,
+        _fresh("api"),
+        group=0,
     ),
     Drill(
         "proxy-errors",
         "Debugging Tools > Log Analysis (docker-compose logs caddy)",
         "caddy's access log: 3 of 5 requests answered 502; 51 TLS handshake errors",
-        ("test_log_ratio_within_limit[caddy:access_5xx]", "test_log_forbidden_pattern_absent[caddy:tls_handshake_errors]"),
-        _caddy_errors, _fresh("caddy"), group=0,
+        (
+            "test_log_ratio_within_limit[caddy:access_5xx]",
+            "test_log_forbidden_pattern_absent[caddy:tls_handshake_errors]",
+        ),
+        _caddy_errors,
+        _fresh("caddy"),
+        group=0,
     ),
     Drill(
         "client-certificate-expiring",
         "SSL/Certificate Issues > mTLS Handshake Problems (openssl x509 -in certs/client/client.crt -noout -dates)",
         "the monitoring client certificate expires in 10 days",
-        ("test_certificate_file_expiry_warning[client-cert]", "test_certificate_file_expiry_critical[client-cert]", "test_tls_certificates_expiry_warning[mtls-proxy]", "test_tls_certificates_expiry_critical[mtls-proxy]",),
-        _client_expiring, _client_renewed, group=0,
+        (
+            "test_certificate_file_expiry_warning[client-cert]",
+            "test_certificate_file_expiry_critical[client-cert]",
+            "test_tls_certificates_expiry_warning[mtls-proxy]",
+            "test_tls_certificates_expiry_critical[mtls-proxy]",
+        ),
+        _client_expiring,
+        _client_renewed,
+        group=0,
     ),
     Drill(
         "pgbouncer-clients-waiting",
         "Database Issues > Connection Problems (SHOW POOLS)",
         "three app clients in long queries on a pool of 2: one waits",
-        ("test_pgbouncer_clients_waiting_below_limit[awe-pgbouncer]", "test_pgbouncer_maxwait_below_warning[awe-pgbouncer]", "test_pgbouncer_server_pool_below_warning[awe-pgbouncer]", "test_pgbouncer_server_pool_below_critical[awe-pgbouncer]",),
-        _pool_waiting, lambda r: r.release_pool(), group=1,
+        (
+            "test_pgbouncer_clients_waiting_below_limit[awe-pgbouncer]",
+            "test_pgbouncer_maxwait_below_warning[awe-pgbouncer]",
+            "test_pgbouncer_server_pool_below_warning[awe-pgbouncer]",
+            "test_pgbouncer_server_pool_below_critical[awe-pgbouncer]",
+        ),
+        _pool_waiting,
+        lambda r: r.release_pool(),
+        group=1,
     ),
     Drill(
         "login-fails",
         "Authentication Issues > Login Failures",
         "the monitoring account's password was reset; the stored one no longer logs in",
-        ("test_http_status[api-auth]", "test_http_latency_below_limit[api-auth]", "test_http_login_succeeds[api-auth]", "test_jwt_not_expiring[api-auth]", "test_jwt_algorithm_safe[api-auth]", "test_jwt_claims_as_expected[api-auth]", "test_http_auth_refused[api-auth:tampered]",),
-        _wrong_password, _right_password, group=1,
+        (
+            "test_http_status[api-auth]",
+            "test_http_latency_below_limit[api-auth]",
+            "test_http_login_succeeds[api-auth]",
+            "test_jwt_not_expiring[api-auth]",
+            "test_jwt_algorithm_safe[api-auth]",
+            "test_jwt_claims_as_expected[api-auth]",
+            "test_http_auth_refused[api-auth:tampered]",
+        ),
+        _wrong_password,
+        _right_password,
+        group=1,
     ),
     Drill(
         "client-certificate-rejected",
         "SSL/Certificate Issues > mTLS Handshake Problems",
         "the proxy trusts a regenerated CA: the monitoring client certificate is refused",
-        ("test_http_status[api-health]", "test_http_status[api-auth]", "test_http_latency_below_limit[api-auth]", "test_http_login_succeeds[api-auth]", "test_jwt_not_expiring[api-auth]", "test_jwt_algorithm_safe[api-auth]", "test_jwt_claims_as_expected[api-auth]", "test_http_auth_refused[api-auth:tampered]", "test_http_auth_refused[api-auth:missing]", "test_tls_client_certificate_accepted[mtls-proxy]",),
-        _client_ca_rotated, _client_ca_back, group=2,
+        (
+            "test_http_status[api-health]",
+            "test_http_status[api-auth]",
+            "test_http_latency_below_limit[api-auth]",
+            "test_http_login_succeeds[api-auth]",
+            "test_jwt_not_expiring[api-auth]",
+            "test_jwt_algorithm_safe[api-auth]",
+            "test_jwt_claims_as_expected[api-auth]",
+            "test_http_auth_refused[api-auth:tampered]",
+            "test_http_auth_refused[api-auth:missing]",
+            "test_tls_client_certificate_accepted[mtls-proxy]",
+        ),
+        _client_ca_rotated,
+        _client_ca_back,
+        group=2,
     ),
     Drill(
         "database-down",
         "Database Issues > Connection Problems",
         "PostgreSQL stopped (PgBouncer still answers)",
-        ("test_postgres_select_1[awe-db]", "test_postgres_connections_below_warning[awe-db]", "test_postgres_connections_below_critical[awe-db]", "test_postgres_long_queries_below_warning[awe-db]", "test_postgres_long_queries_below_critical[awe-db]", "test_postgres_no_old_transactions[awe-db]", "test_postgres_no_idle_in_transaction[awe-db]", "test_postgres_lock_waits_below_warning[awe-db]", "test_postgres_lock_waits_below_critical[awe-db]", "test_postgres_no_new_deadlocks[awe-db]", "test_postgres_wraparound_below_warning[awe-db]", "test_postgres_wraparound_below_critical[awe-db]", "test_postgres_sequences_below_critical[awe-db]", "test_postgres_no_disabled_triggers[awe-db]", "test_postgres_migrations_at_head[awe-db]", "test_postgres_no_slow_statements[awe-db]", "test_command_exit_code[database:pg-isready]", "test_pgbouncer_clients_waiting_below_limit[awe-pgbouncer]", "test_pgbouncer_maxwait_below_warning[awe-pgbouncer]",),
-        _database_down, _database_up, group=2,
+        (
+            "test_postgres_select_1[awe-db]",
+            "test_postgres_connections_below_warning[awe-db]",
+            "test_postgres_connections_below_critical[awe-db]",
+            "test_postgres_long_queries_below_warning[awe-db]",
+            "test_postgres_long_queries_below_critical[awe-db]",
+            "test_postgres_no_old_transactions[awe-db]",
+            "test_postgres_no_idle_in_transaction[awe-db]",
+            "test_postgres_lock_waits_below_warning[awe-db]",
+            "test_postgres_lock_waits_below_critical[awe-db]",
+            "test_postgres_no_new_deadlocks[awe-db]",
+            "test_postgres_wraparound_below_warning[awe-db]",
+            "test_postgres_wraparound_below_critical[awe-db]",
+            "test_postgres_sequences_below_critical[awe-db]",
+            "test_postgres_no_disabled_triggers[awe-db]",
+            "test_postgres_migrations_at_head[awe-db]",
+            "test_postgres_no_slow_statements[awe-db]",
+            "test_command_exit_code[database:pg-isready]",
+            "test_pgbouncer_clients_waiting_below_limit[awe-pgbouncer]",
+            "test_pgbouncer_maxwait_below_warning[awe-pgbouncer]",
+        ),
+        _database_down,
+        _database_up,
+        group=2,
     ),
     Drill(
         "api-container-down",
         "Startup Issues > Container Won't Start",
         "the api container exited at startup (Traceback, CRITICAL); the proxy answers 502",
-        ("test_container_running[awe-compose:api]", "test_container_cpu_below_limit[awe-compose:api]", "test_container_memory_below_limit[awe-compose:api]", "test_http_status[api-health]", "test_http_status[api-auth]", "test_http_latency_below_limit[api-auth]", "test_http_login_succeeds[api-auth]", "test_jwt_not_expiring[api-auth]", "test_jwt_algorithm_safe[api-auth]", "test_jwt_claims_as_expected[api-auth]", "test_http_auth_refused[api-auth:tampered]", "test_http_auth_refused[api-auth:missing]", "test_tls_client_certificate_accepted[mtls-proxy]", "test_log_forbidden_pattern_absent[api:traceback_or_critical]",),
-        _api_crashed, _api_back, group=3,
+        (
+            "test_container_running[awe-compose:api]",
+            "test_container_cpu_below_limit[awe-compose:api]",
+            "test_container_memory_below_limit[awe-compose:api]",
+            "test_http_status[api-health]",
+            "test_http_status[api-auth]",
+            "test_http_latency_below_limit[api-auth]",
+            "test_http_login_succeeds[api-auth]",
+            "test_jwt_not_expiring[api-auth]",
+            "test_jwt_algorithm_safe[api-auth]",
+            "test_jwt_claims_as_expected[api-auth]",
+            "test_http_auth_refused[api-auth:tampered]",
+            "test_http_auth_refused[api-auth:missing]",
+            "test_tls_client_certificate_accepted[mtls-proxy]",
+            "test_log_forbidden_pattern_absent[api:traceback_or_critical]",
+        ),
+        _api_crashed,
+        _api_back,
+        group=3,
     ),
     Drill(
         "certificate-expired",
         "SSL/Certificate Issues > Certificate Validation Failures",
         "certs/server/server.crt expired yesterday, and the proxy serves it",
-        ("test_certificate_file_expiry_warning[server-cert]", "test_certificate_file_expiry_critical[server-cert]", "test_certificate_file_verifies[server-cert]", "test_tls_certificates_expiry_warning[mtls-proxy]", "test_tls_certificates_expiry_critical[mtls-proxy]", "test_tls_chain_verifies[mtls-proxy]", "test_http_status[api-health]", "test_http_latency_below_limit[api-health]", "test_http_status[api-auth]", "test_http_latency_below_limit[api-auth]", "test_http_login_succeeds[api-auth]", "test_jwt_not_expiring[api-auth]", "test_jwt_algorithm_safe[api-auth]", "test_jwt_claims_as_expected[api-auth]", "test_http_auth_refused[api-auth:tampered]", "test_http_auth_refused[api-auth:missing]",),
-        _server_expired, _server_renewed, group=4,
+        (
+            "test_certificate_file_expiry_warning[server-cert]",
+            "test_certificate_file_expiry_critical[server-cert]",
+            "test_certificate_file_verifies[server-cert]",
+            "test_tls_certificates_expiry_warning[mtls-proxy]",
+            "test_tls_certificates_expiry_critical[mtls-proxy]",
+            "test_tls_chain_verifies[mtls-proxy]",
+            "test_http_status[api-health]",
+            "test_http_latency_below_limit[api-health]",
+            "test_http_status[api-auth]",
+            "test_http_latency_below_limit[api-auth]",
+            "test_http_login_succeeds[api-auth]",
+            "test_jwt_not_expiring[api-auth]",
+            "test_jwt_algorithm_safe[api-auth]",
+            "test_jwt_claims_as_expected[api-auth]",
+            "test_http_auth_refused[api-auth:tampered]",
+            "test_http_auth_refused[api-auth:missing]",
+        ),
+        _server_expired,
+        _server_renewed,
+        group=4,
     ),
-]  # fmt: skip
+]

@@ -131,6 +131,8 @@ class Replica:
     runbook = ""  # its runbook in ../shared/seeds
     title = ""
     drills: list[Drill] = []
+    # the seed's fields no ${VARIABLE} reaches, with why: set by build() through adapt()
+    adapted: dict[str, str] = {}
 
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix=f"opscheck-replica-{self.name}-", dir="/tmp"))
@@ -190,6 +192,18 @@ class Replica:
         if errors:
             raise errors[0]
 
+    def adapt(self, path: str, value: object) -> None:
+        """Set a field the seed has no variable for (it must be declared in `adapted`, with its reason)."""
+        self.overrides = [o for o in self.overrides if o.path != path]
+        self.overrides.append(Override(path, value, self.adapted[path]))
+
+    @classmethod
+    def groups_of(cls) -> dict[int, list[Drill]]:
+        found: dict[int, list[Drill]] = {}
+        for d in cls.drills:
+            found.setdefault(d.group, []).append(d)
+        return found
+
     # --- trust: the replica's CA beside the system's ---
 
     def trust(self, *ca_files: Path) -> Path:
@@ -216,6 +230,9 @@ class Replica:
 
     def inventory(self) -> Path:
         """The seed itself when no override is needed, else a copy with only the overrides changed."""
+        missing = set(self.adapted) - {o.path for o in self.overrides}
+        if missing:
+            raise RuntimeError(f"{self.name}: no value for the adapted field(s) {sorted(missing)}")
         if not self.overrides:
             return self.seed
         document = yaml.safe_load(self.seed.read_text())
@@ -266,10 +283,7 @@ class Replica:
         raise KeyError(f"{self.name} has no drill {name!r}; drills: {', '.join(d.name for d in self.drills)}")
 
     def groups(self) -> dict[int, list[Drill]]:
-        found: dict[int, list[Drill]] = {}
-        for d in self.drills:
-            found.setdefault(d.group, []).append(d)
-        return found
+        return self.groups_of()
 
     def inject(self, drills: Iterable[Drill]) -> None:
         for d in drills:
