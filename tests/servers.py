@@ -199,10 +199,19 @@ class PgBouncerServer(Service):
     """PgBouncer (Debian package) in front of a PostgresServer, run as postgres (it refuses root).
 
     users: {name: password}; `stats` is a stats_users account for the admin console.
+    `alias` is the database name clients use (PgBouncer's [databases] entry).
     """
 
-    def __init__(self, backend: PostgresServer, users: dict[str, str], pool_size: int = 2, dbname: str = "postgres"):
+    def __init__(
+        self,
+        backend: PostgresServer,
+        users: dict[str, str],
+        pool_size: int = 2,
+        dbname: str = "postgres",
+        alias: str = "app",
+    ):
         self.backend, self.users, self.pool_size, self.dbname = backend, users, pool_size, dbname
+        self.alias = alias
         self.port = free_port()
         self.dir = ""
 
@@ -212,7 +221,7 @@ class PgBouncerServer(Service):
             f.writelines(f'"{u}" "{p}"\n' for u, p in self.users.items())
         with open(f"{self.dir}/pgbouncer.ini", "w") as f:
             f.write(f"""[databases]
-app = host=127.0.0.1 port={self.backend.port} dbname={self.dbname} pool_size={self.pool_size}
+{self.alias} = host=127.0.0.1 port={self.backend.port} dbname={self.dbname} pool_size={self.pool_size}
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = {self.port}
@@ -242,8 +251,8 @@ logfile = {self.dir}/pgbouncer.log
         time.sleep(0.1)
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def dsn(self, user: str, dbname: str = "app") -> str:
-        return f"postgresql://{user}:{self.users[user]}@127.0.0.1:{self.port}/{dbname}"
+    def dsn(self, user: str, dbname: str | None = None) -> str:
+        return f"postgresql://{user}:{self.users[user]}@127.0.0.1:{self.port}/{dbname or self.alias}"
 
 
 # --- Redis --------------------------------------------------------------------------------

@@ -13,7 +13,9 @@ What KMock 0.8 does not serve is added here, on the same server:
   timestamps as the API server does;
 - exec (`.../pods/NAME/exec`, a GET upgraded to a WebSocket, v4/v5.channel.k8s.io): the
   command is run on this machine (the "container" is the test host: its loopback, its
-  /proc/net/tcp) and its stdout, stderr and exit status are sent on channels 1, 2 and 3.
+  /proc/net/tcp), or behind the pod's `exec_in` prefix (`docker exec NAME`: a real
+  container standing in for the pod), and its stdout, stderr and exit status are sent on
+  channels 1, 2 and 3.
 - a list's `apiVersion` and `kind` (PodList, ...), and discovery's kind, scope and verbs
   (kubectl needs them; the family does not);
 KMock also ignores label and field selectors: the family matches selectors itself on the
@@ -97,6 +99,7 @@ class _Emulator(kmock.KubernetesEmulator):
     """KMock's emulator, plus /version/, pod logs and exec (see the module's docstring)."""
 
     logs: dict = {}  # replaced per instance: (namespace, pod, container) -> [(datetime, line)]
+    exec_in: dict = {}  # replaced per instance: (namespace, pod) -> argv prefix (e.g. docker exec NAME)
 
     async def _serve_list(self, request):
         """KMock's list, with the list's apiVersion and kind as the API server sends them."""
@@ -122,7 +125,7 @@ class _Emulator(kmock.KubernetesEmulator):
         raw = request._raw_request
         ws = aiohttp.web.WebSocketResponse(protocols=("v5.channel.k8s.io", "v4.channel.k8s.io"))
         await ws.prepare(raw)
-        command = raw.query.getall("command", [])
+        command = [*self.exec_in.get((request.namespace, request.name), []), *raw.query.getall("command", [])]
         try:
             proc = await asyncio.create_subprocess_exec(
                 *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
@@ -178,6 +181,7 @@ class KubeEmulator(Service):
     def __init__(self, cert_manager: bool = True, metrics: bool = True):
         self.emulator = _Emulator()
         self.emulator.logs = {}
+        self.emulator.exec_in = {}
         for (_, kind), resource in RESOURCES.items():
             if resource in CORE or (cert_manager and resource in CERT_MANAGER) or (metrics and resource in METRICS):
                 self.emulator.resources[resource] = kmock.ResourceInfo(

@@ -91,3 +91,17 @@ def test_saturated_pool_fails_waiting_maxwait_and_pool_checks(bouncer, tmp_path)
     result.assert_failed("test_pgbouncer_server_pool_below_critical[bouncer]", "2 of pool_size 2")
     # 4 clients (2 holders, the waiter, opscheck's console session) of max_client_conn 50 = 8% >= 5%
     result.assert_failed("test_pgbouncer_client_connections_below_limit[bouncer]", "of max_client_conn 50")
+
+
+def test_postgres_checks_through_pgbouncer_run_after_run(bouncer, tmp_path):
+    """Transaction pooling hands each run's statements to server connections an earlier run
+    used: the postgres family must not leave named prepared statements there (psycopg
+    prepares a statement after 5 executions; the next run's "_pg3_0" then already exists)."""
+    inventory = {
+        "environment": "selftest-through-pgbouncer",
+        "postgres": [{"name": "db", "dsn": bouncer.dsn("opscheck")}],
+    }
+    for run in range(3):
+        result = run_suite(inventory, tmp_path / f"run{run}", "-m", "daily")
+        failed = {c: m["message"] for c, m in result.checks.items() if m["outcome"] != "passed"}
+        assert result.rc == 0 and not failed, f"run {run + 1}: {failed}\n{result.output[-2000:]}"

@@ -288,6 +288,10 @@ class PostgresClient:
                         keepalives_idle=max(1, round(self.timeout)),
                         autocommit=True,
                         row_factory=psycopg_rows.dict_row,
+                        # no named prepared statements: through PgBouncer's transaction pooling a
+                        # later run meets the server connections an earlier one prepared on
+                        # ("prepared statement _pg3_0 already exists")
+                        prepare_threshold=None,
                     )
                 except psycopg.Error as exc:
                     self.unreachable.fail(f"{self.shown}: cannot connect: {one_line(exc, 500)}")
