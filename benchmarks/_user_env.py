@@ -10,3 +10,10 @@ import os
 
 TEST_ONLY_PLUGINS = "-p no:kmock -p no:asyncio -p no:hypothesispytest"
 os.environ["PYTEST_ADDOPTS"] = f"{os.environ.get('PYTEST_ADDOPTS', '')} {TEST_ONLY_PLUGINS}".strip()
+
+# This machine's shell sets PYTHONDONTWRITEBYTECODE=1: every Python start then compiles every
+# module of the checkout from source, and pytest rewrites every check module's assertions
+# again (it caches them in __pycache__ only when bytecode may be written). A user's machine
+# keeps both caches (pip compiles an installed wheel's modules at install time), so the runs
+# a benchmark starts do too; each figure is a median of several runs, the first one warms them.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
