@@ -188,6 +188,19 @@ def test_the_table_and_its_counts(tmp_path, capsys, monkeypatch):
     assert "| Tiny (" in out and "| 5 | 2 | 1 | 1 | 1 |" in out
 
 
+def test_a_shell_glob_of_the_folder_reads_each_system_once(tmp_path, capsys, monkeypatch):
+    """`opscheck coverage inventories/*.yml` also matches the mapping files: each stands for
+    its inventory; an inventory without a mapping is named, with what to do."""
+    _tiny(tmp_path)
+    rc, out = _coverage(tmp_path, capsys, monkeypatch, str(tmp_path / "tiny.coverage.yml"))
+    assert rc == 0, out
+    assert out.count("Tiny (tiny-*): 5 catalog entries") == 1, out
+    (tmp_path / "other.yml").write_text(TINY_INVENTORY)
+    rc, out = _coverage(tmp_path, capsys, monkeypatch, str(tmp_path / "other.yml"))
+    assert rc == 4
+    assert "other.yml: no other.coverage.yml beside it" in out and "without arguments" in out
+
+
 def test_gaps_fail_with_their_reasons(tmp_path, capsys, monkeypatch):
     """Every kind of gap in one mapping (one collection): each is named with the file."""
     mapping = yaml.safe_load(yaml.safe_dump(TINY_MAPPING))

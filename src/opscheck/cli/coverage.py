@@ -144,7 +144,7 @@ def run(args) -> int:
             file=sys.stderr,
         )
         return USAGE_ERROR
-    paths = [Path(p) for p in args.inventories] or sorted(
+    paths = inventories_named(args.inventories) or sorted(
         p.with_name(p.name.removesuffix(".coverage.yml") + ".yml")
         for p in Path(args.inventories_dir).glob("*.coverage.yml")
     )
@@ -171,6 +171,19 @@ def run(args) -> int:
 
 
 # --- inputs ------------------------------------------------------------------------------
+
+
+def inventories_named(given: list[str]) -> list[Path]:
+    """The inventories given; a mapping file named too (`inventories/*.yml` matches both) stands
+    for its inventory, and `.env.example` files are not inventories."""
+    paths: list[Path] = []
+    for text in given:
+        path = Path(text)
+        if path.name.endswith(".coverage.yml"):
+            path = path.with_name(path.name.removesuffix(".coverage.yml") + ".yml")
+        if path not in paths:
+            paths.append(path)
+    return paths
 
 
 @dataclass
@@ -209,7 +222,12 @@ def plan(inventory: Path, catalog: Catalog) -> Plan:
     if not inventory.is_file():
         raise ConfigError([f"{shown_path(inventory)}: no such inventory"])
     if not mapping_path.is_file():
-        raise ConfigError([f"{shown_path(inventory)}: no {mapping_path.name} beside it (the catalog mapping)"])
+        raise ConfigError(
+            [
+                f"{shown_path(inventory)}: no {mapping_path.name} beside it (the catalog mapping; without "
+                "arguments, opscheck coverage takes every inventory that has one)"
+            ]
+        )
     document = read_yaml(mapping_path, "coverage mapping")
     try:
         mapping = CoverageFile.model_validate(document.data)
