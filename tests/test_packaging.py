@@ -78,12 +78,14 @@ def test_collect_only_writes_no_run_and_keeps_latest(run_checks, tmp_path):
     assert first.rc == 0, first.output
     latest = (reports / "local" / "latest").resolve()
     state = (reports / "local" / "state.json").read_text()
-    dry = run_checks(LOCAL_TEXT, "--collect-only", f"--reports-dir={reports}")
-    assert dry.rc == 0, dry.output
-    runs = [p for p in (reports / "local").iterdir() if p.is_dir() and not p.is_symlink()]
-    assert runs == [latest], "a dry run left a run directory"
-    assert (reports / "local" / "latest").resolve() == latest
-    assert (reports / "local" / "state.json").read_text() == state
+    for dry_option in ("--collect-only", "--setup-plan"):  # no check judged: no run
+        dry = run_checks(LOCAL_TEXT, dry_option, f"--reports-dir={reports}")
+        assert dry.rc == 0, dry.output
+        assert "opscheck: run page" not in dry.output and "Generated html report" not in dry.output
+        runs = [p for p in (reports / "local").iterdir() if p.is_dir() and not p.is_symlink()]
+        assert runs == [latest], f"{dry_option} left a run directory"
+        assert (reports / "local" / "latest").resolve() == latest
+        assert (reports / "local" / "state.json").read_text() == state
     nothing = run_checks(LOCAL_TEXT, "-m", "no_such_marker", f"--reports-dir={tmp_path / 'other'}")
     assert nothing.rc == 5, nothing.output
     assert not (tmp_path / "other").exists()

@@ -63,8 +63,8 @@ def start(config) -> None:
     _refuse_misrooted_run(config)
     _refuse_bad_options(config)
     path = inventory_path(config)
-    try:  # --collect-only runs no check: the local files they read need not be here
-        inventory = load(path, here=not config.option.collectonly)
+    try:  # --collect-only or --setup-plan runs no check: the local files they read need not be here
+        inventory = load(path, here=judges_checks(config))
     except ConfigError as exc:
         raise pytest.UsageError(
             f"invalid inventory {path} ({len(exc.problems)} problem(s)):\n  " + "\n  ".join(exc.problems)
@@ -80,7 +80,7 @@ def start(config) -> None:
         config.option.dist = "loadgroup"  # keep a target's checks on one worker
     if getattr(config, "workerinput", {}).get("opscheck_loadgroup"):
         config.option.loadgroup = True  # workers parse their own --dist; follow the controller
-    if not hasattr(config, "workerinput"):
+    if not hasattr(config, "workerinput") and judges_checks(config):
         run = reporting.Run(config, inventory, path)
         config.stash[RUN_KEY] = run
         config.pluginmanager.register(run, "opscheck-run")
@@ -383,10 +383,19 @@ def _queued_items(session) -> list:
     return []
 
 
+def judges_checks(config) -> bool:
+    """False for --collect-only, --setup-plan and --setup-only: no check is judged, so no run
+    is reported (no run folder, no report, latest and state.json unchanged) and nothing gathered."""
+    option = config.option
+    return not (option.collectonly or getattr(option, "setupplan", False) or getattr(option, "setuponly", False))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session):
     config = session.config
-    if INVENTORY_KEY not in config.stash or config.option.collectonly or not session.items:
+    if INVENTORY_KEY not in config.stash or not session.items:
+        return None
+    if not judges_checks(config):
         return None
     if config.getoption("gather_workers") <= 0:
         return None
