@@ -3,13 +3,18 @@ Docker containers aggregator-base and operator-base, the aggregators' gRPC endpo
 (mainnet :2206, base :3206, sepolia) over TLS, and the aggregator's storage REPL.
 
 Real parts: ap-prod1 is an sshd (tests/servers_ssh) reached as `ssh ap-prod1` through an
-ssh_config with its host key pinned (StrictHostKeyChecking yes, as the inventory asks); the
-aggregators are grpcio servers with grpcio's health servicer behind certificates for their
-public names (tests/servers_grpc); the storage REPL is tests/servers_commands.ReplServer on
-a unix socket; the containers run on a private Docker engine: aggregator-base listens on
-:2206 in its own network namespace and operator-base, sharing it, holds a connection to
-aggregator-base:2206 (an ESTABLISHED socket its /proc/net/tcp shows); both write the log
-lines the runbook greps for (CreateTask, ExecuteTask ... ✅ completed, the cron scheduler).
+ssh_config with its host key pinned (StrictHostKeyChecking yes, as the inventory asks); its
+own log lines (an operator's login among them) are written to a journal of ssh.service
+before each run (systemd-journal-remote: this machine has no journald). The aggregators are
+grpcio servers with grpcio's health servicer behind certificates for their public names
+(tests/servers_grpc); the API explorers and telemetry pages are one nginx (replicas/parts.Front),
+a site per public name with a certificate from the replica's CA, answering their paths
+(/telemetry, the explorer's /) and 404 elsewhere; the storage REPL is
+tests/servers_commands.ReplServer on a unix socket; the containers run on a private Docker
+engine: aggregator-base listens on :2206 in its own network namespace and operator-base,
+sharing it, holds a connection to aggregator-base:2206 (an ESTABLISHED socket its
+/proc/net/tcp shows); both write the log lines the runbook greps for (CreateTask,
+ExecuteTask ... ✅ completed, the cron scheduler, memory warnings when short of it).
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import time
+from pathlib import Path
 
-from replicas.base import Drill, Replica
+from replicas.base import SEEDS, Drill, Replica
+from replicas.parts import Front, FrontSite, reload
 from tests.servers_commands import ReplServer
 from tests.servers_docker import DockerEngineServer
 from tests.servers_grpc import NOT_SERVING, SERVING, GrpcHealthServer
@@ -30,6 +37,12 @@ AGGREGATORS = {  # tls target -> (grpc target or None, public name)
     "aggregator-mainnet": ("aggregator-public", "aggregator.avaprotocol.org"),
     "aggregator-base": ("aggregator-base", "aggregator-base.avaprotocol.org"),
     "aggregator-sepolia": (None, "aggregator-sepolia.avaprotocol.org"),
+}
+PAGES = {  # http target -> (variable, public name, path it answers)
+    "api-explorer-mainnet": ("AVA_MAINNET_API_EXPLORER_URL", "api-explorer.avaprotocol.org", "/"),
+    "api-explorer-sepolia": ("AVA_SEPOLIA_API_EXPLORER_URL", "api-explorer-sepolia.avaprotocol.org", "/"),
+    "telemetry-mainnet": ("AVA_MAINNET_TELEMETRY_URL", "aggregator.avaprotocol.org", "/telemetry"),
+    "telemetry-sepolia": ("AVA_SEPOLIA_TELEMETRY_URL", "aggregator-sepolia.avaprotocol.org", "/telemetry"),
 }
 
 
@@ -50,24 +63,39 @@ def aggregator_lines(scheduler: bool = True) -> list[str]:
     return lines
 
 
+def page_locations(target: str, answer: str = "") -> str:
+    """nginx locations of a page: the explorer's / or the aggregator's /telemetry answers, 404 elsewhere."""
+    path = PAGES[target][2]
+    title = "Aggregator telemetry" if path == "/telemetry" else "Ava Protocol API Explorer"
+    answer = answer or f'default_type text/html; return 200 "<!doctype html><title>{title}</title>\\n";'
+    return f'location = {path} {{ {answer} }}\n  location / {{ return 404 "not found\\n"; }}'
+
+
 def _adapted() -> dict[str, str]:
-    """The seed's literals the stand-ins cannot take (hosts, ports, the ssh alias, a socket path)."""
+    """The fields no variable reaches: the names certificates must carry, literal ports, the ssh config."""
     found = {}
     for target, (grpc_target, public) in AGGREGATORS.items():
-        found[f"tls[{target}].host"] = f"{public} is a literal: the stand-in aggregator listens on 127.0.0.1"
-        found[f"tls[{target}].port"] = "the seed's port is a literal: the stand-in's random port"
-        found[f"tls[{target}].server_name"] = f"SNI and the name the certificate must carry stay {public}"
+        found[f"tls[{target}].server_name"] = (
+            f"the host variable is the stand-in's 127.0.0.1: SNI and the name the certificate must carry stay {public}"
+        )
         if grpc_target:
-            found[f"grpc[{grpc_target}].address"] = f"{public}:<port> is a literal: the stand-in's 127.0.0.1:<port>"
-            found[f"grpc[{grpc_target}].server_name"] = f"the name the certificate must carry stays {public}"
+            found[f"grpc[{grpc_target}].server_name"] = (
+                f"the address variables are the stand-in's 127.0.0.1:<port>: the certificate's name stays {public}"
+            )
     found["hosts[ap-prod1].ports"] = "ap-prod1's :2206 and :3206 are the stand-in aggregators' random ports here"
     found["hosts[ap-prod1].load_per_core_max"] = (
         "ap-prod1 is the machine the replica runs on: its load is not the system's"
     )
+    found["logs[ap-prod1-sshd].journal_dir"] = (
+        "ap-prod1 is the machine the replica runs on, which has no journald: the stand-in sshd's own log lines"
+        " are written to a journal of ssh.service in a temp dir (journalctl -D)"
+    )
+    found["commands[ap-prod1].run[sshd-hardening].argv"] = (
+        "ap-prod1 is the machine the replica runs on: `sshd -T` reads its /etc/ssh; `-f` names the stand-in's config"
+    )
     found["commands[runner].run[ssh-reachable].argv"] = (
         "`ssh ap-prod1` reads the runner's own ~/.ssh/config: `-F` names the replica's, where ap-prod1 is its sshd"
     )
-    found["commands[storage-repl].socket"] = "/tmp/ap.sock is one path per machine: the REPL's socket in a temp dir"
     return found
 
 
@@ -100,25 +128,41 @@ class Ava(Replica):
                 "t:c:01K2ZZ9WF3E5N1QH7T6V4B8YKM": '{"status":"completed"}',
             }
         )
-        self.services(self.ssh, self.engine, self.repl, *self.grpc.values())
+        self.pages = Front({target: self.page(target) for target in PAGES})
+        self.services(self.ssh, self.engine, self.repl, self.pages, *self.grpc.values())
         self.containers()
         config = self.ssh_config()
+        (self.dir / "sdk-examples").mkdir()  # examineWorkflow's folder (an adhoc check: not run daily)
+        docs = self.dir / "ava-docs"  # the troubleshooting docs gitleaks scans (a weekly check)
+        docs.mkdir()
+        runbook = SEEDS / self.runbook
+        (docs / "production-troubleshooting.md").write_text(runbook.read_text() if runbook.exists() else "# guide\n")
 
         self.trust(self.pki.ca_file)
         self.env.update(
             AVA_HOST_SPEC=f"ssh://root@ap-prod1?ssh_config={config}&timeout=10&controlpersist=0",
+            AVA_SSH_DESTINATION="ap-prod1",  # an alias of the replica's ssh_config (see the argv override)
             AVA_DOCKER_HOST=self.engine.url,
+            AVA_SSHD_UNIT="ssh.service",  # the unit of the journal entries sync_journal() writes
+            AVA_STORAGE_SOCKET=str(self.repl.path),
+            AVA_SDK_EXAMPLES=str(self.dir / "sdk-examples"),
+            AVA_DOCS_DIR=str(docs),
         )
         for target, (grpc_target, public) in AGGREGATORS.items():
-            port = self.grpc[target].port
-            self.adapt(f"tls[{target}].host", "127.0.0.1")
-            self.adapt(f"tls[{target}].port", port)
+            self.point(target)
             self.adapt(f"tls[{target}].server_name", public)
             if grpc_target:
-                self.adapt(f"grpc[{grpc_target}].address", f"127.0.0.1:{port}")
                 self.adapt(f"grpc[{grpc_target}].server_name", public)
+        for target, (variable, _, path) in PAGES.items():
+            self.env[variable] = f"https://127.0.0.1:{self.pages.sites[target].port}{path}"
         self.adapt("hosts[ap-prod1].ports", [self.grpc["aggregator-mainnet"].port, self.grpc["aggregator-base"].port])
         self.adapt("hosts[ap-prod1].load_per_core_max", 1000)
+        self.journal: list[tuple[int, str]] = []  # (microseconds, line) of the stand-in sshd's log
+        # an operator's `ssh ap-prod1` before the first run: its login is in the journal the suite reads
+        subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", "ap-prod1", "true"], check=True, timeout=20)
+        (self.dir / "journal").mkdir()
+        self.adapt("logs[ap-prod1-sshd].journal_dir", str(self.dir / "journal"))
+        self.adapt("commands[ap-prod1].run[sshd-hardening].argv", ["sshd", "-T", "-f", f"{self.ssh.dir}/sshd_config"])
         self.adapt(
             "commands[runner].run[ssh-reachable].argv",
             [
@@ -135,10 +179,59 @@ class Ava(Replica):
                 "true",
             ],
         )
-        self.adapt("commands[storage-repl].socket", self.repl.path)
+
+    def point(self, target: str) -> None:
+        """AVA_<NET>_AGGREGATOR_HOST/PORT at the stand-in aggregator (grpc and tls read the same pair)."""
+        net = target.removeprefix("aggregator-").upper()
+        self.env[f"AVA_{net}_AGGREGATOR_HOST"] = "127.0.0.1"
+        self.env[f"AVA_{net}_AGGREGATOR_PORT"] = str(self.grpc[target].port)
+
+    def page(self, target: str) -> FrontSite:
+        """One public name's site (a certificate for it from the replica's CA, on a random port)."""
+        public = PAGES[target][1]
+        cert = self.pki.issue(target, hosts=(public, "localhost", "127.0.0.1"))
+        chain = self.pki.chain_file(cert, self.pki.intermediate)
+        return FrontSite(chain, cert.key_path, locations=page_locations(target))
+
+    def run(self, *args, **kwargs):
+        """The suite run, ap-prod1's ssh.service journal first brought up to the sshd's log."""
+        self.sync_journal()
+        return super().run(*args, **kwargs)
+
+    def sync_journal(self) -> None:
+        """The sshd's new log lines (its logins) as journal entries of ssh.service, stamped now.
+
+        The journal file is written again whole by systemd-journal-remote (export format in).
+        """
+        lines = [line for line in Path(self.ssh.dir, "log").read_text().splitlines() if line.strip()]
+        now = int(time.time() * 1e6)
+        self.journal += [(now, line) for line in lines[len(self.journal) :]]
+        export = []
+        for i, (stamp, line) in enumerate(self.journal):
+            export += [
+                f"__CURSOR=s=ava-replica;i={i}",
+                f"__REALTIME_TIMESTAMP={stamp}",
+                f"__MONOTONIC_TIMESTAMP={1000 + i}",
+                "_BOOT_ID=0123456789abcdef0123456789abcdef",
+                f"_SYSTEMD_UNIT={self.env['AVA_SSHD_UNIT']}",
+                "_HOSTNAME=ap-prod1",
+                "SYSLOG_IDENTIFIER=sshd",
+                "PRIORITY=6",
+                f"MESSAGE={line}",
+                "",
+            ]
+        journal = self.dir / "journal"
+        (journal / "export").write_text("\n".join(export) + "\n")
+        (journal / "ssh.journal").unlink(missing_ok=True)
+        subprocess.run(
+            ["/lib/systemd/systemd-journal-remote", f"--output={journal}/ssh.journal", str(journal / "export")],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
 
     def swap_sepolia(self, days: float) -> None:
-        """aggregator-sepolia restarted with a certificate valid `days` (a new port: the overrides follow)."""
+        """aggregator-sepolia restarted with a certificate valid `days` (a new port: its variable follows)."""
         public = AGGREGATORS["aggregator-sepolia"][1]
         cert = self.pki.issue(f"aggregator-sepolia-{days}", hosts=(public,), days=days)
         chain = self.pki.chain_file(cert, self.pki.intermediate).read_bytes()
@@ -146,7 +239,7 @@ class Ava(Replica):
         self.grpc["aggregator-sepolia"] = GrpcHealthServer(tls=(cert.key_pem, chain))
         self.services(self.grpc["aggregator-sepolia"])
         old.stop()
-        self.adapt("tls[aggregator-sepolia].port", self.grpc["aggregator-sepolia"].port)
+        self.point("aggregator-sepolia")
 
     def ssh_config(self):
         """ap-prod1 as an ssh_config alias of the stand-in sshd, its host key pinned."""
@@ -276,8 +369,35 @@ def _memory_full(r: Ava) -> None:
     )
 
 
-def _memory_freed(r: Ava) -> None:
-    r.engine.client.containers.get("aggregator-base").exec_run(["rm", "-f", "/dev/shm/hold"])
+def _memory_warned(r: Ava) -> None:
+    """As _memory_full, and the aggregator warns about it (what `grep -i memory` in its log finds)."""
+    _memory_full(r)
+    log_to(r, "aggregator-base", ["WARN aggregator: memory usage 59 MiB of 64 MiB limit (92%), task queue throttled"])
+
+
+def _operator_churn(r: Ava) -> None:
+    """operator-base's stream to the aggregator drops and is re-established 8 times in the hour."""
+    lines = []
+    for n in range(1, 9):
+        lines += [
+            "WARN operator: connection closed by aggregator aggregator-base:2206 (stream reset)",
+            f"INFO operator: connecting to aggregator aggregator-base:2206 (attempt {n})",
+            "INFO operator: connected to aggregator aggregator-base:2206",
+        ]
+    log_to(r, "operator-base", lines)
+
+
+def _telemetry_down(r: Ava) -> None:
+    """The mainnet telemetry page answers 502: nginx up, the aggregator's telemetry behind it gone."""
+    r.pages.sites["telemetry-mainnet"].locations = page_locations(
+        "telemetry-mainnet", 'return 502 "502 Bad Gateway\\n";'
+    )
+    reload(r.pages)
+
+
+def _telemetry_back(r: Ava) -> None:
+    r.pages.sites["telemetry-mainnet"].locations = page_locations("telemetry-mainnet")
+    reload(r.pages)
 
 
 def _host_key_changed(r: Ava) -> None:
@@ -373,10 +493,31 @@ Ava.drills = [
     Drill(
         "resource-exhaustion",
         "Workflow Failed to Trigger > Resource Exhaustion",
-        "aggregator-base holds 92 % of its 64 MiB memory limit",
-        ("test_container_memory_below_limit[ap-prod1-docker:aggregator-base]",),
-        _memory_full,
-        _memory_freed,
+        "aggregator-base holds 92 % of its 64 MiB memory limit and logs a memory warning",
+        (
+            "test_container_memory_below_limit[ap-prod1-docker:aggregator-base]",
+            "test_log_forbidden_pattern_absent[aggregator-base:resource_warnings]",
+        ),
+        _memory_warned,
+        _containers_back,
+        group=1,
+    ),
+    Drill(
+        "operator-connect-churn",
+        "Performance Monitoring > Connection Health (docker logs operator-base | grep -i connect)",
+        "operator-base's connection drops and is re-established 8 times in the hour",
+        ("test_log_forbidden_pattern_absent[operator-base:connect_attempts]",),
+        _operator_churn,
+        _containers_back,
+        group=1,
+    ),
+    Drill(
+        "telemetry-page-down",
+        "Production Infrastructure > Network Endpoints (Telemetry)",
+        "the mainnet telemetry page answers 502 Bad Gateway",
+        ("test_http_status[telemetry-mainnet]",),
+        _telemetry_down,
+        _telemetry_back,
         group=1,
     ),
     Drill(
@@ -385,6 +526,7 @@ Ava.drills = [
         "ap-prod1 answers with a host key other than the pinned one",
         (
             "test_command_exit_code[runner:ssh-reachable]",
+            "test_log_window_complete[ap-prod1-sshd]",
             "test_filesystem_usage_below_warning[ap-prod1]",
             "test_filesystem_usage_below_critical[ap-prod1]",
             "test_inode_usage_below_warning[ap-prod1]",
