@@ -8,22 +8,30 @@ in-pod probes exec into (its Service's ClusterIP on its loopback, /etc/hosts nam
 Service as cluster DNS would, the gateway's /health on :8080, a connection to the database
 port); a real Prometheus scraping the gateway's /metrics and a node exporter's, with the
 Watchdog and the runbook's alert rules, sending to a real Alertmanager; PostgreSQL; nginx
-with TLS in front of the gateway's /health; Grafana's /api/health; the Cloudflare API v4
-emulator (tests/servers_cloudflare).
+with TLS in front of the gateway's /health (and its plain-HTTP port redirecting to https://);
+a Grafana API stand-in (Grafana is not packaged for Debian: /api/health, and its Prometheus data
+source, whose health check queries the real Prometheus as Grafana's does); the Cloudflare API v4
+emulator (tests/servers_cloudflare); moto's S3 holding the bucket of the database's dumps (a
+real pg_dump of the replica's database).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import boto3
 import psycopg
 import requests
 
-from replicas.base import Drill, Replica
+from replicas.base import Drill, Replica, parallel
 from replicas.parts import MONITOR_PASSWORD, MONITOR_USER, Front, FrontSite, pg_setup
-from tests.servers import HttpServer, PostgresServer, Route, wait_for
+from tests.servers import HttpServer, PostgresServer, Route, Service, closed_port, wait_for
+from tests.servers_aws import MotoServer
 from tests.servers_cloudflare import CloudflareApi
 from tests.servers_docker import DockerEngineServer
 from tests.servers_kubernetes import (
@@ -53,6 +61,9 @@ CLUSTER_IP = "10.96.12.34"
 TOKEN = "cf-replica-Token-20417"
 ACCOUNT, ZONE, KV = "4f1c2b9a8e7d6c5b4a3f2e1d0c9b8a7f", "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b", "7a" * 16
 DATABASE = "ai_platform"
+GRAFANA_TOKEN, GRAFANA_UID = "glsa_replicaViewer_5Jq2T8", "prometheus-main"
+S3_KEY, S3_SECRET = "replica-backup-reader", "replica-S3-Secret-7730"
+BUCKET, PREFIX = "aiplatform-backups", "pg/daily/"
 WATCHDOG = {"alert": "Watchdog", "expr": "vector(1)", "labels": {"severity": "none"}}
 RULES = [
     {
@@ -126,22 +137,83 @@ class Metrics(HttpServer):
         super().stop()
 
 
+class GrafanaApi(Service):
+    """The part of Grafana's HTTP API the seed reads, behind a bearer token: /api/health,
+    /api/datasources and a data source's health check, which queries the data source's
+    Prometheus (GET /api/v1/query?query=1%2B1) as Grafana's own check does."""
+
+    def __init__(self, token: str, uid: str, prometheus_url: str):
+        self.token = token
+        self.datasource = {
+            "id": 1,
+            "uid": uid,
+            "name": "Prometheus",
+            "type": "prometheus",
+            "access": "proxy",
+            "url": prometheus_url,
+            "isDefault": True,
+        }
+        grafana = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                status, body = grafana.answer(self.path, self.headers.get("Authorization", ""))
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def answer(self, path: str, authorization: str) -> tuple[int, object]:
+        if path == "/api/health":
+            return 200, {"commit": "03f502a94d", "database": "ok", "version": "10.4.1"}
+        if authorization != f"Bearer {self.token}":
+            return 401, {"message": "Invalid API key"}
+        if path == "/api/datasources":
+            return 200, [self.datasource]
+        if path == f"/api/datasources/uid/{self.datasource['uid']}/health":
+            try:
+                answer = requests.get(f"{self.datasource['url']}/api/v1/query", params={"query": "1+1"}, timeout=3)
+                answer.raise_for_status()
+                assert answer.json()["status"] == "success"
+            except Exception as exc:  # Grafana's answer: 400 with status ERROR and the reason
+                return 400, {"status": "ERROR", "message": f'Post "{self.datasource["url"]}/api/v1/query": {exc}'}
+            return 200, {"status": "OK", "message": "Successfully queried the Prometheus API."}
+        if path.startswith("/api/datasources/uid/"):
+            return 404, {"message": "Data source not found"}
+        return 404, {"message": "Not found"}
+
+    def start(self) -> None:
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 class AiPlatform(Replica):
     name = "aiplatform"
     runbook = "004_78864828457ee668.txt"
     title = "AI Platform (Kubernetes, Workers, Prometheus)"
-    adapted = {
-        "tls[api-gateway].port": "the seed's port 443 is a literal: the stand-in's random port",
-        "cloudflare[cloudflare].api_url": "the Cloudflare API's address has no variable: the emulator's",
-    }
+    adapted: dict[str, str] = {}  # every field the replica needs has its ${VARIABLE}
 
     def build(self) -> None:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log, amid pytest's output
         self.pki = Pki(self.dir / "pki")
         self.app = HttpServer({"/health": Route(body=gateway_health())})
         self.worker = HttpServer({"/health": Route(body={"status": "healthy", "kv": "ok", "r2": "ok"})})
-        self.grafana = HttpServer(
-            {"/api/health": Route(body={"commit": "03f502a94d", "database": "ok", "version": "10.4.1"})}
-        )
         self.metrics = Metrics()
         self.node_exporter = HttpServer(
             {"/metrics": Route(body='node_filesystem_avail_bytes{fstype="ext4",mountpoint="/"} 4.2e+10\n')}
@@ -149,7 +221,8 @@ class AiPlatform(Replica):
         self.alertmanager = AlertmanagerServer()
         self.kube = KubeEmulator()
         self.engine = DockerEngineServer()
-        self.pg = PostgresServer(extra_conf={"max_connections": 30})
+        self.pg = PostgresServer(extra_conf={"max_connections": 30, "shared_preload_libraries": "'pg_stat_statements'"})
+        self.moto = MotoServer()
         self.cloudflare = CloudflareApi(TOKEN, ACCOUNT)
         cert = self.pki.issue("api-gateway", hosts=(HOST, "127.0.0.1"))
         self.front = Front(
@@ -158,25 +231,34 @@ class AiPlatform(Replica):
                     self.pki.chain_file(cert, self.pki.intermediate),
                     cert.key_path,
                     locations=f"location / {{ proxy_pass http://127.0.0.1:{self.app.port}; }}",
+                    plain_redirect=True,
                 )
             }
         )
         self.services(
             self.app,
             self.worker,
-            self.grafana,
             self.metrics,
             self.node_exporter,
             self.alertmanager,
             self.kube,
             self.engine,
             self.pg,
+            self.moto,
             self.cloudflare,
             self.front,
         )
         self.prometheus = self.new_prometheus()
-        self.services(self.prometheus)
-        pg_setup(self.pg, DATABASE, "CREATE TABLE videos (id bigserial PRIMARY KEY, title text);", ["videos"])
+        self.grafana = GrafanaApi(GRAFANA_TOKEN, GRAFANA_UID, self.prometheus.url)
+        self.services(self.prometheus, self.grafana)
+        schema = "CREATE EXTENSION pg_stat_statements; CREATE TABLE videos (id bigserial PRIMARY KEY, title text);"
+        pg_setup(self.pg, DATABASE, schema, ["videos"])
+        self.pg.psql(
+            "INSERT INTO videos (title) SELECT 'lecture ' || n || ': architecture separation, part ' || n % 7 "
+            "FROM generate_series(1, 600) AS n; ANALYZE videos",  # as autovacuum would have
+            dbname=DATABASE,
+        )
+        self.backup()
         self.api_url = f"https://{HOST}:{self.front.sites['api'].port}"
         self.fill_cluster()
         self.pods()
@@ -186,23 +268,57 @@ class AiPlatform(Replica):
         self.held: list = []
 
         self.trust(self.pki.ca_file)
+        site = self.front.sites["api"]
         self.env.update(
             AIPLAT_API_URL=self.api_url,
+            AIPLAT_API_HTTP_URL=f"http://{HOST}:{site.http_port}",
             AIPLAT_API_HOST=HOST,
+            AIPLAT_API_TLS_PORT=str(site.port),
             AIPLAT_WORKER_URL=f"http://127.0.0.1:{self.worker.port}",
             AIPLAT_DATABASE_URL=self.pg.dsn(MONITOR_USER, MONITOR_PASSWORD, DATABASE),
             AIPLAT_KUBE_CONTEXT="aiplat-prod",
             KUBECONFIG=str(kubeconfig),
             AIPLAT_PROMETHEUS_URL=self.prometheus.url,
             AIPLAT_ALERTMANAGER_URL=self.alertmanager.url,
-            AIPLAT_GRAFANA_URL=f"http://127.0.0.1:{self.grafana.port}",
+            AIPLAT_GRAFANA_URL=self.grafana.url,
+            AIPLAT_GRAFANA_TOKEN=GRAFANA_TOKEN,
+            AIPLAT_GRAFANA_PROMETHEUS_UID=GRAFANA_UID,
             CLOUDFLARE_ACCOUNT_ID=ACCOUNT,
             CLOUDFLARE_API_TOKEN=TOKEN,
+            CLOUDFLARE_API_URL=self.cloudflare.url,
             CLOUDFLARE_ZONE_ID=ZONE,
             AIPLAT_KV_NAMESPACE_ID=KV,
+            AIPLAT_BACKUP_S3_BUCKET=BUCKET,
+            AIPLAT_BACKUP_S3_PREFIX=PREFIX,
+            AIPLAT_BACKUP_S3_ENDPOINT=self.moto.url,
+            # the S3 credentials come from boto3's chain (aiplatform.env.example): the replica's only
+            AWS_ACCESS_KEY_ID=S3_KEY,
+            AWS_SECRET_ACCESS_KEY=S3_SECRET,
+            AWS_EC2_METADATA_DISABLED="true",
+            AWS_CONFIG_FILE=str(self.dir / "no-aws-config"),
+            AWS_SHARED_CREDENTIALS_FILE=str(self.dir / "no-aws-credentials"),
         )
-        self.adapt("tls[api-gateway].port", self.front.sites["api"].port)
-        self.adapt("cloudflare[cloudflare].api_url", self.cloudflare.url)
+        self.unset |= {"AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN", "AWS_ENDPOINT_URL"}
+
+    # --- backups ---
+
+    def s3(self):
+        return boto3.client(
+            "s3",
+            endpoint_url=self.moto.url,
+            region_name="us-east-1",
+            aws_access_key_id=S3_KEY,
+            aws_secret_access_key=S3_SECRET,
+        )
+
+    def backup(self) -> None:
+        """Last night's dump: a real pg_dump of the database, as an object under the prefix."""
+        dump = self.pg._as_postgres(
+            f"{self.pg.bindir}/pg_dump", "-h", self.pg.dir, "-p", str(self.pg.port), "-d", DATABASE
+        ).encode()
+        s3 = self.s3()
+        s3.create_bucket(Bucket=BUCKET)
+        s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}{DATABASE}-{datetime.now(UTC):%Y-%m-%d}.sql", Body=dump)
 
     # --- monitoring ---
 
@@ -488,6 +604,16 @@ def _db_pool_released(r: AiPlatform) -> None:
     r.held = []
 
 
+def _slow_queries(r: AiPlatform) -> None:
+    """Ten calls of one statement taking 1.2 s each (at once): its mean is over the 1 s limit."""
+    statement = "SELECT pg_sleep(1.2), count(*) FROM videos WHERE title LIKE '%part 3'"
+    parallel(*[lambda: r.pg.psql(statement, dbname=DATABASE) for _ in range(10)])
+
+
+def _slow_queries_forgotten(r: AiPlatform) -> None:
+    r.pg.psql("SELECT pg_stat_statements_reset()", dbname=DATABASE)
+
+
 def _certificate_failing(r: AiPlatform) -> None:
     r.kube.put(
         certificate(
@@ -545,6 +671,14 @@ def _slow_gateway(r: AiPlatform) -> None:
 
 def _fast_gateway(r: AiPlatform) -> None:
     r.app.routes["/health"].delay = 0.0
+
+
+def _datasource_broken(r: AiPlatform) -> None:
+    r.grafana.datasource["url"] = f"http://127.0.0.1:{closed_port()}"  # a stale address: nothing listens
+
+
+def _datasource_fixed(r: AiPlatform) -> None:
+    r.grafana.datasource["url"] = r.prometheus.url
 
 
 def _node_memory(r: AiPlatform) -> None:
@@ -633,6 +767,7 @@ AiPlatform.drills = [
         (
             "test_http_json_conditions[api-gateway]",
             "test_http_json_conditions[circuit-breaker]",
+            "test_http_json_conditions[circuit-breaker-closed]",
         ),
         _breaker_open,
         _breaker_closed,
@@ -658,6 +793,9 @@ AiPlatform.drills = [
             "test_http_status[circuit-breaker]",
             "test_http_latency_below_limit[circuit-breaker]",
             "test_http_json_conditions[circuit-breaker]",
+            "test_http_status[circuit-breaker-closed]",
+            "test_http_latency_below_limit[circuit-breaker-closed]",
+            "test_http_json_conditions[circuit-breaker-closed]",
         ),
         _slow_gateway,
         _fast_gateway,
@@ -700,6 +838,24 @@ AiPlatform.drills = [
         ("test_prometheus_targets_up[prometheus]",),
         _scrape_down,
         _scrape_up,
+        group=1,
+    ),
+    Drill(
+        "slow-queries",
+        "Database Issues > Slow Queries (pg_stat_statements ORDER BY mean_exec_time)",
+        "a statement called 10 times takes 1.2 s on average (the limit is 1 s)",
+        ("test_postgres_no_slow_statements[platform-db]",),
+        _slow_queries,
+        _slow_queries_forgotten,
+        group=1,
+    ),
+    Drill(
+        "grafana-datasource-failing",
+        "Monitoring Issues > Missing Metrics (Grafana dashboards showing no data; test the data source)",
+        "Grafana's Prometheus data source points at an address where nothing listens",
+        ("test_http_status[grafana-prometheus-health]", "test_http_json_conditions[grafana-prometheus-health]"),
+        _datasource_broken,
+        _datasource_fixed,
         group=1,
     ),
 ]
