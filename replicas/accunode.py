@@ -1,20 +1,25 @@
 """AccuNode (runbook 001, inventories/accunode.yml): the ECS service accunode-api behind an ALB,
 RDS accunode-prod (PostgreSQL), ElastiCache (Redis), CloudWatch metrics, alarms, dashboards
-and logs, X-Ray, ECR, the API on :8000 with its OAuth2 token endpoint, the status page.
+and logs, X-Ray, ECR, the API on :8000 with its OAuth2 token endpoint, the status pages,
+the internal docs, PagerDuty, and a Docker host running the accunode-api container.
 
 Real parts: moto's server with the front that answers what moto lacks (tests/servers_aws),
 reached through AWS_ENDPOINT_URL as boto3 reaches a VPC endpoint, filled with the runbook's
 resources and two weeks of metrics; PostgreSQL and redis-server as what RDS and ElastiCache
 serve; the API's health route and a JWT API issuing real tokens for the OAuth2 password
-grant (tests/servers_http_auth.JwtApi); nginx serving the status page and the API's
-certificate; a sign-off record for the daily checklist line a person does.
+grant (tests/servers_http_auth.JwtApi); nginx serving the status pages, the docs pages, the
+API's certificate and a PagerDuty REST API stand-in (the service, its escalation policy's
+on-call, the read-only key checked); a private Docker engine running accunode-api with its
+model file and uvicorn's log; a sign-off record for the daily checklist line a person does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shlex
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,11 +29,12 @@ import requests
 import yaml
 
 from replicas.base import Drill, Replica
-from replicas.parts import MONITOR_PASSWORD, MONITOR_USER, pg_setup, reload
+from replicas.parts import MONITOR_PASSWORD, MONITOR_USER, Front, FrontSite, pg_setup, reload, script
 from tests.servers import HttpServer, PostgresServer, RedisServer, Route
 from tests.servers_aws import ACCOUNT, REGION, AwsFront, MotoServer, epoch
+from tests.servers_docker import DockerEngineServer
 from tests.servers_http_auth import PASSWORD, USER, JwtApi
-from tests.servers_tls import Nginx, Pki, Site
+from tests.servers_tls import Pki, Site
 
 KEY, SECRET = "AKIDACCUNODEREPLICA", "accunode-replica-Secret-1"
 CLUSTER, SERVICE = "accunode-prod", "accunode-api"
@@ -60,6 +66,55 @@ WIDGETS = json.dumps(
     }
 )
 ACCESS = '{ip} - "{method} {path} HTTP/1.1" {status}'
+CACHE_NODE = "accunode-redis-001"
+MODEL_FILE = "/app/models/model.pkl"  # the runbook names none: the .env.example's
+TASK_DEFINITION = f"{SERVICE}:1"  # the revision "the pipeline deployed"
+PAGERDUTY_TOKEN, ESCALATION_POLICY = "pd-replica-Token-7731", "PACCU01"
+PAGERDUTY_SERVICES = json.dumps(
+    {
+        "services": [
+            {
+                "id": "PSVC001",
+                "name": "AccuNode Service",
+                "status": "active",
+                "escalation_policy": {"id": ESCALATION_POLICY, "type": "escalation_policy_reference"},
+            }
+        ]
+    }
+)
+PAGERDUTY_ONCALLS = json.dumps(
+    {"oncalls": [{"escalation_policy": {"id": ESCALATION_POLICY}, "escalation_level": 1, "user": {"id": "PUSR01"}}]}
+)
+
+
+def pagerduty_locations(token: str) -> str:
+    """The two read-only REST calls the inventory makes; any other key is refused (401) as PagerDuty does."""
+    refused = f'if ($http_authorization != "Token token={token}") {{ return 401 \'{{"error":{{"code":2006}}}}\'; }}'
+    policy = f"escalation_policy_ids%5B%5D={ESCALATION_POLICY}"
+    return (
+        f"location = /services {{ default_type application/json; {refused} return 200 '{PAGERDUTY_SERVICES}'; }}\n"
+        f"location = /oncalls {{ default_type application/json; {refused}\n"
+        f'    if ($args !~ "{policy}") {{ return 200 \'{{"oncalls":[]}}\'; }}\n'
+        f"    return 200 '{PAGERDUTY_ONCALLS}'; }}\n"
+        "location / { return 404; }"
+    )
+
+
+DOCS_LOCATIONS = (
+    'location = /runbooks { return 200 "AccuNode runbooks\\n"; }\n'
+    'location = /architecture { return 200 "AccuNode architecture\\n"; }\n'
+    "location / { return 404; }"
+)
+
+
+def api_log(requests_n: int = 30) -> list[str]:
+    """uvicorn's start-up and access lines, as `docker logs accunode-api` shows them."""
+    lines = ["INFO:     Started server process [1]", "INFO:     Application startup complete."]
+    for i in range(requests_n):
+        method, path = ("POST", "/api/v1/predict") if i % 3 else ("GET", "/api/v1/health")
+        access = ACCESS.format(ip=f"10.0.1.{i % 5}:4{i:04d}", method=method, path=path, status="200 OK")
+        lines.append(f"INFO:     {access}")
+    return lines
 
 
 class AccuNode(Replica):
@@ -67,8 +122,6 @@ class AccuNode(Replica):
     runbook = "001_925611f44760d2e2.txt"
     title = "AccuNode (AWS ECS, RDS, ElastiCache, CloudWatch)"
     adapted = {
-        "http[status-page].url": "https://status.accunode.com is a literal: the stand-in status page's address",
-        "tls[status-page].host": "status.accunode.com is a literal: the stand-in's address",
         "tls[status-page].port": "the stand-in listens on a random port (the seed's 443 is the default)",
         "tls[status-page].server_name": "SNI and the name to match stay status.accunode.com",
         "tls[api].port": "the seed's port 443 is the default, not a variable",
@@ -78,13 +131,26 @@ class AccuNode(Replica):
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
         self.pki = Pki(self.dir / "pki")
         status = self.pki.issue("status-page", hosts=("status.accunode.com", "127.0.0.1"))
+        internal = self.pki.issue("status-internal", hosts=("status.internal.accunode.com", "127.0.0.1"))
+        docs = self.pki.issue("docs", hosts=("docs.internal.accunode.com", "127.0.0.1"))
+        pagerduty = self.pki.issue("pagerduty", hosts=("127.0.0.1",))
         api = self.pki.issue("api", hosts=("localhost", "127.0.0.1", "api.accunode.com"))
-        self.web = Nginx(
+
+        def chain(cert):
+            return self.pki.chain_file(cert, self.pki.intermediate)
+
+        self.web = Front(
             {
-                "status-page": Site(self.pki.chain_file(status, self.pki.intermediate), status.key_path),
-                "api": Site(self.pki.chain_file(api, self.pki.intermediate), api.key_path),
+                "status-page": Site(chain(status), status.key_path),
+                "status-internal": Site(chain(internal), internal.key_path),
+                "docs": FrontSite(chain(docs), docs.key_path, locations=DOCS_LOCATIONS),
+                "pagerduty": FrontSite(
+                    chain(pagerduty), pagerduty.key_path, locations=pagerduty_locations(PAGERDUTY_TOKEN)
+                ),
+                "api": Site(chain(api), api.key_path),
             }
         )
+        self.engine = DockerEngineServer()
         self.pg = PostgresServer(extra_conf={"shared_preload_libraries": "'pg_stat_statements'", "max_connections": 40})
         self.redis = RedisServer()
         self.app = HttpServer(
@@ -92,7 +158,8 @@ class AccuNode(Replica):
         )
         self.jwt = JwtApi(issuer="accunode", audience="accunode-api", lifetime_s=3600)
         self.moto = MotoServer()
-        self.services(self.web, self.pg, self.redis, self.app, self.jwt, self.moto)
+        self.services(self.web, self.pg, self.redis, self.app, self.jwt, self.moto, self.engine)
+        self.api_container()
         self.front = AwsFront(self.moto.url)
         self.services(self.front)
         pg_setup(self.pg, DATABASE, SCHEMA, ["companies", "predictions"])
@@ -110,12 +177,28 @@ class AccuNode(Replica):
         }
         signoffs.write_text(yaml.safe_dump({"signoffs": [record]}, sort_keys=False))
         self.trust(self.pki.ca_file)
+        sites = self.web.sites
         self.env.update(
             ACCUNODE_API_URL=f"http://localhost:{self.app.port}",
             ACCUNODE_AUTH_CHECK_URL=self.jwt.url("/auth/me"),
             ACCUNODE_TOKEN_URL=self.jwt.url("/auth/token"),
             ACCUNODE_MONITOR_USER=USER,
             ACCUNODE_MONITOR_PASSWORD=PASSWORD,
+            ACCUNODE_TOKEN_LIFETIME_MIN=str(self.jwt.lifetime_s // 60),
+            ACCUNODE_STATUS_PAGE_URL=f"https://127.0.0.1:{sites['status-page'].port}/",
+            ACCUNODE_STATUS_PAGE_HOST="127.0.0.1",
+            ACCUNODE_INTERNAL_STATUS_PAGE_URL=f"https://127.0.0.1:{sites['status-internal'].port}/",
+            ACCUNODE_RUNBOOKS_URL=f"https://127.0.0.1:{sites['docs'].port}/runbooks",
+            ACCUNODE_ARCHITECTURE_URL=f"https://127.0.0.1:{sites['docs'].port}/architecture",
+            ACCUNODE_PAGERDUTY_TOKEN=PAGERDUTY_TOKEN,
+            ACCUNODE_PAGERDUTY_ESCALATION_POLICY_ID=ESCALATION_POLICY,
+            ACCUNODE_PAGERDUTY_API_URL=f"https://127.0.0.1:{sites['pagerduty'].port}",
+            ACCUNODE_DATABASE_MAX_GB="80",  # 80 % of the stand-in RDS instance's AllocatedStorage (100)
+            ACCUNODE_CACHE_ID="accunode-redis",
+            ACCUNODE_CACHE_NODE_ID=CACHE_NODE,
+            ACCUNODE_TASK_DEFINITION=TASK_DEFINITION,
+            ACCUNODE_DOCKER_HOST=self.engine.url,
+            ACCUNODE_MODEL_FILE=MODEL_FILE,
             ACCUNODE_DATABASE_URL=self.pg.dsn(MONITOR_USER, MONITOR_PASSWORD, DATABASE),
             ACCUNODE_REDIS_URL=f"redis://127.0.0.1:{self.redis.port}/0",
             ACCUNODE_API_HOST="localhost",
@@ -133,11 +216,27 @@ class AccuNode(Replica):
         )
         self.unset |= {"AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN"}
         status_site, api_site = self.web.sites["status-page"], self.web.sites["api"]
-        self.adapt("http[status-page].url", f"https://127.0.0.1:{status_site.port}/")
-        self.adapt("tls[status-page].host", "127.0.0.1")
         self.adapt("tls[status-page].port", status_site.port)
         self.adapt("tls[status-page].server_name", "status.accunode.com")
         self.adapt("tls[api].port", api_site.port)
+
+    # --- the Docker host: the accunode-api container ---
+
+    def api_container(self, lines: list[str] | None = None, keep: str = "sleep 1000000") -> None:
+        """accunode-api with its model file, logging uvicorn's lines, then `keep` (recreated: a fresh log)."""
+        with contextlib.suppress(Exception):  # not there yet
+            self.engine.client.api.remove_container("accunode-api", force=True)
+        model = f"mkdir -p {MODEL_FILE.rsplit('/', 1)[0]} && printf 'accunode v2.1' > {MODEL_FILE}; "
+        self.engine.run("accunode-api", model + script(api_log() if lines is None else lines, keep))
+        running = keep.startswith("sleep")
+        self.engine.wait("accunode-api", lambda a: a["State"]["Running"] == running, 15, "its state")
+
+    def api_log_lines(self, *lines: str) -> None:
+        """Lines written to accunode-api's log now (its main process's stdout)."""
+        command = "".join(f"printf '%s\\n' {shlex.quote(line)} > /proc/1/fd/1; " for line in lines)
+        result = self.engine.client.containers.get("accunode-api").exec_run(["sh", "-c", command])
+        if result.exit_code != 0:
+            raise RuntimeError(f"accunode-api: cannot write its log: {result.output!r}")
 
     # --- the AWS account, in moto ---
 
@@ -289,6 +388,7 @@ class AccuNode(Replica):
                 },
             ),
             ("AWS/ApplicationELB", tg, {"RequestCount": 900.0, "HTTPCode_Target_5XX_Count": 1.0}),
+            ("AWS/ElastiCache", {"CacheClusterId": CACHE_NODE}, {"DatabaseMemoryUsagePercentage": 12.0}),
         ]
         stamps = [now - timedelta(hours=h) for h in range(2, 15 * 24)]
         stamps += [now - timedelta(minutes=m) for m in range(2, 121, 5)]
@@ -425,24 +525,37 @@ def _drop_events(stream: str):
 ECS = {"ClusterName": CLUSTER, "ServiceName": SERVICE}
 
 
+CRASH = [
+    "ERROR:    Exception in ASGI application",
+    *[
+        f"ERROR:    sqlalchemy.exc.OperationalError: connection to server at accunode-prod failed (request {n})"
+        for n in range(14)
+    ],
+]
+
+
 def _api_500(r: AccuNode) -> None:
     r.app.routes["/api/v1/health"] = Route(status=500, body={"detail": "Internal Server Error"})
-    _events(
-        r,
-        "accunode-api/api/crash",
-        [
-            "ERROR:    Exception in ASGI application",
-            *[
-                f"ERROR:    sqlalchemy.exc.OperationalError: connection to server at accunode-prod failed (request {n})"
-                for n in range(14)
-            ],
-        ],
-    )
+    _events(r, "accunode-api/api/crash", CRASH)
+    r.api_log_lines(*CRASH)  # the same lines in `docker logs accunode-api`
 
 
 def _api_back(r: AccuNode) -> None:
     r.app.routes["/api/v1/health"] = Route(body={"status": "healthy", "database": "ok", "redis": "ok", "model": "v2.1"})
     _drop_events("accunode-api/api/crash")(r)
+    r.api_container()  # restarted: its log starts afresh
+
+
+def _api_exited(r: AccuNode) -> None:
+    """accunode-api fails at start-up and exits 1 (the restarted container's log: the traceback)."""
+    lines = [
+        "INFO:     Started server process [1]",
+        "INFO:     Waiting for application startup.",
+        "Traceback (most recent call last):",
+        "RuntimeError: REDIS_URL is not set",
+        "ERROR:    Application startup failed. Exiting.",
+    ]
+    r.api_container(lines, keep="false")
 
 
 def _db_connections(r: AccuNode) -> None:
@@ -502,10 +615,13 @@ def _deployment_stuck(r: AccuNode) -> None:
         *service.events,
     ]
 
+    r.env["ACCUNODE_TASK_DEFINITION"] = new["taskDefinition"].rsplit("/", 1)[-1]  # what the pipeline deployed
+
 
 def _deployment_back(r: AccuNode) -> None:
     service = r.ecs_service()
     service.running_count, service.pending_count, service.deployments, service.events = r.saved_service
+    r.env["ACCUNODE_TASK_DEFINITION"] = TASK_DEFINITION
 
 
 def _cpu_spike(r: AccuNode) -> None:
@@ -574,14 +690,18 @@ def _redis_up(r: AccuNode) -> None:
 
 
 def _prediction_errors(r: AccuNode) -> None:
-    _events(
-        r,
-        "accunode-api/api/predict",
-        [
-            "ERROR:    prediction failed: model file /models/accunode-v2.1.pkl not found",
-            "ERROR:    prediction failed: model file /models/accunode-v2.1.pkl not found",
-        ],
-    )
+    """The model file is gone from the container; the two predictions since then failed."""
+    lines = [f"ERROR:    prediction failed: model file {MODEL_FILE} not found"] * 2
+    result = r.engine.client.containers.get("accunode-api").exec_run(["rm", MODEL_FILE])
+    if result.exit_code != 0:
+        raise RuntimeError(f"accunode-api: cannot remove {MODEL_FILE}: {result.output!r}")
+    r.api_log_lines(*lines)
+    _events(r, "accunode-api/api/predict", lines)
+
+
+def _predictions_back(r: AccuNode) -> None:
+    _drop_events("accunode-api/api/predict")(r)
+    r.api_container()  # redeployed with its model
 
 
 def _rate_limited(r: AccuNode) -> None:
@@ -595,11 +715,12 @@ AccuNode.drills = [
     Drill(
         "api-answering-500",
         "API Issues > 500 Internal Server Error | Application crash",
-        "/api/v1/health answers 500; 15 ERROR lines in /aws/ecs/accunode-prod",
+        "/api/v1/health answers 500; 15 ERROR lines in /aws/ecs/accunode-prod and in docker logs accunode-api",
         (
             "test_http_status[api-health]",
             "test_aws_log_pattern_below_limit[accunode:errors-1h]",
             "test_aws_log_pattern_below_limit[accunode:api-errors-1h]",
+            "test_log_error_rate_below_limit[accunode-api:errors]",
         ),
         _api_500,
         _api_back,
@@ -730,10 +851,13 @@ AccuNode.drills = [
     Drill(
         "predictions-failing",
         "Knowledge Base > What to do when predictions are failing?",
-        "2 ERROR lines: the model file is missing",
-        ("test_aws_log_pattern_below_limit[accunode:prediction-errors-1h]",),
+        f"{MODEL_FILE} removed from accunode-api; 2 ERROR lines: the model file is missing",
+        (
+            "test_aws_log_pattern_below_limit[accunode:prediction-errors-1h]",
+            f"test_container_file_exists[accunode-docker:accunode-api:{MODEL_FILE}]",
+        ),
         _prediction_errors,
-        _drop_events("accunode-api/api/predict"),
+        _predictions_back,
         group=1,
     ),
     Drill(
@@ -744,5 +868,19 @@ AccuNode.drills = [
         _rate_limited,
         _drop_events("accunode-api/api/spike"),
         group=1,
+    ),
+    Drill(
+        "api-container-exited",
+        "Quick Diagnostic Commands > Container status (docker ps --filter name=accunode)",
+        "accunode-api exited 1 at start-up (REDIS_URL not set)",
+        (
+            "test_container_running[accunode-docker:accunode-api]",
+            "test_container_cpu_below_limit[accunode-docker:accunode-api]",
+            "test_container_memory_below_limit[accunode-docker:accunode-api]",
+            f"test_container_file_exists[accunode-docker:accunode-api:{MODEL_FILE}]",
+        ),
+        _api_exited,
+        lambda r: r.api_container(),
+        group=2,
     ),
 ]

@@ -108,7 +108,7 @@ def result(containers, tmp_path_factory):
                 "restarts_max": 1,
                 "containers": [
                     {"name": "sick"},
-                    {"name": "stopped"},
+                    {"name": "stopped", "files": ["/www/index.html"]},
                     {"name": "crashloop"},
                     {"name": "oom"},
                     {"name": "oom-restarted"},
@@ -178,6 +178,9 @@ def test_healthy_containers_pass(result):
 def test_stopped_and_missing_containers_fail(result):
     result.assert_failed("test_container_running[bad:stopped]", "stopped is exited (exit code 1)")
     result.assert_failed("test_container_cpu_below_limit[bad:stopped]", "blocked:", "stopped is exited")
+    result.assert_failed(
+        "test_container_file_exists[bad:stopped:/www/index.html]", "blocked:", "stopped is exited", "nothing to read"
+    )
     result.assert_failed("test_container_running[bad:missing]", "container missing does not exist")
 
 

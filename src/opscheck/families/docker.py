@@ -432,6 +432,11 @@ class DockerEngine:
 
     def inside(self, container: dict, spec: Container) -> HostFacts:
         """Processes, listening sockets and files inside a container, in ONE exec."""
+        if not container["State"]["Running"]:  # exec would fail with the engine's raw 409
+            raise OpscheckError(
+                f"blocked: {self.shown}: {container['Name'].lstrip('/')} is "
+                f"{container['State']['Status']}: nothing to read inside"
+            )
         with self._lock:
             if container["Id"] not in self._exec:
                 files = " ".join(shlex.quote(f) for f in spec.files)
