@@ -4,6 +4,7 @@
     python -m replicas awe -m "smoke and p0"          # the deploy gate's selection
     python -m replicas agentauri --fault redis-down   # a drill: see which checks it trips
     python -m replicas ava --keep                     # leave it running; prints the variables
+    python -m replicas awe -m weekly -- -k tls        # more pytest arguments after --
     python -m replicas --list                         # the systems and their drills
     python -m replicas --drills-doc > docs/drills.md  # the drill table, from the drill definitions
 
@@ -35,8 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reports-dir", default=str(REPO / "reports" / "replicas"), help="default reports/replicas")
     parser.add_argument("--list", action="store_true", help="the systems and their drills")
     parser.add_argument("--drills-doc", action="store_true", help="print docs/drills.md")
-    parser.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
-    args = parser.parse_args(argv)
+    parser.epilog = "more pytest arguments go after --: python -m replicas awe -m weekly -- -k tls"
+    argv = sys.argv[1:] if argv is None else argv
+    cut = argv.index("--") if "--" in argv else len(argv)  # argparse cannot take them after a positional
+    args = parser.parse_args(argv[:cut])
+    args.pytest_args = argv[cut + 1 :]
 
     if args.drills_doc:
         from replicas.docs import drills_markdown
