@@ -53,8 +53,14 @@ def test_command_output(command_output, command_runner):
             failed.append(str(exc))
             continue
         if not holds(actual, condition.op, condition.value):
-            expected = f" {condition.value!r}" if condition.op != "exists" else f" {condition.value!r}"
-            failed.append(f"{condition.describe()} is {_short(actual, check)}, expected {condition.op}{expected}")
+            if condition.op == "exists":  # value null/true: must be printed; false: must not
+                wanted = "present" if condition.value is None or condition.value else "absent"
+                found = "not found" if actual is None else f"found ({_short(actual, check)})"
+                failed.append(f"{condition.describe()} {found}, expected {wanted}")
+            else:
+                failed.append(
+                    f"{condition.describe()} is {_short(actual, check)}, expected {condition.op} {condition.value!r}"
+                )
     expect(not failed, f"{shown}: " + "; ".join(failed) + f"; {excerpt(check, ran)}")
 
 

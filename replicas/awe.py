@@ -10,7 +10,10 @@ database container runs the host's own PostgreSQL client tools (/usr mounted rea
 against the real server's socket, so `pg_isready` and `pg_restore --list` in it are real, and
 /backup/latest.sql is a real `pg_dump -Fc` archive. (Its userland is the host's Debian one,
 as in the Debian-based postgres image: the backups family's `find -printf` needs GNU find,
-which busybox lacks.)
+which busybox lacks.) The api container has the same userland and the app's /app: a real
+alembic.ini, env.py and versions/, so `alembic current` (Debian's alembic, psycopg2) reads
+alembic_version over the server's socket as the app's role; /var/log/security_audit.log is
+the app's audit log. pg_stat_statements is loaded, so the slow-statement check runs.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ REVISIONS = [
 ]
 HEAD = REVISIONS[-1][0]
 SCHEMA = f"""
+CREATE EXTENSION pg_stat_statements;
 CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);
 INSERT INTO alembic_version VALUES ('{HEAD}');
 CREATE TABLE workflows (id bigserial PRIMARY KEY, name text NOT NULL, definition text NOT NULL,
@@ -51,6 +55,26 @@ INSERT INTO workflows (name, definition)
 CREATE ROLE {APP_USER} LOGIN PASSWORD '{APP_PASSWORD}';
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_USER};
 """
+ALEMBIC_ENV = """\
+import os
+
+from alembic import context
+from sqlalchemy import create_engine
+
+if context.is_offline_mode():
+    context.configure(url=os.environ["DATABASE_URL"])
+    context.run_migrations()
+else:
+    with create_engine(os.environ["DATABASE_URL"]).connect() as connection:
+        context.configure(connection=connection)
+        with context.begin_transaction():
+            context.run_migrations()
+"""
+AUDIT = [
+    "2025-12-01 08:00:01,113 - security_audit - INFO - login_success user=opscheck-monitor source=127.0.0.1",
+    "2025-12-01 08:05:12,480 - security_audit - INFO - token_issued user=opscheck-monitor lifetime=8h",
+    "2025-12-01 08:05:13,002 - security_audit - WARNING - login_failure user=admin source=127.0.0.1",
+]
 CADDY = [
     '{"level":"info","ts":1764580000.1,"logger":"tls","msg":"certificate loaded","subjects":["localhost"]}',
     '{"level":"info","ts":1764580001.2,"logger":"http.log.access","msg":"handled request","status":200,'
@@ -65,15 +89,18 @@ class Awe(Replica):
     runbook = "003_487096954b44f3ad.txt"
     title = "AI Workflow Engine"
     adapted = {
-        "tls[mtls-proxy].port": "the proxy listens on a random port; the seed's 8443 is a literal",
-        "hosts[awe-host].ports": "the host's listening port is the proxy's random port (the seed's 8443)",
+        "hosts[awe-host].ports": "the host's listening port is the proxy's random port (the seed's 8443 is a literal)",
         "hosts[awe-host].load_per_core_max": "the host is the machine running the replica: its load is not the app's",
     }
 
     def build(self) -> None:
-        d = self.dir
+        if not shutil.which("alembic"):  # the api container runs the host's
+            raise RuntimeError("the awe replica needs alembic and psycopg2: apt-get install alembic python3-psycopg2")
         self.certs = self.pki_files()
-        self.pg = PostgresServer(extra_conf={"max_connections": 30})
+        self.pg = PostgresServer(  # the api container's alembic logs in over the socket as the app's role
+            extra_conf={"max_connections": 30, "shared_preload_libraries": "'pg_stat_statements'"},
+            hba=f"local {DATABASE} {APP_USER} scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n",
+        )
         self.engine = DockerEngineServer()
         self.api = JwtApi(issuer="ai-workflow-engine", audience="awe-api", lifetime_s=8 * 3600)
         self.services(self.pg, self.engine, self.api)
@@ -94,32 +121,35 @@ class Awe(Replica):
         self.proxy = MtlsProxy({"caddy": site})
         self.services(self.bouncer, self.proxy)
         self.backup()
-        self.migrations()
+        self.app()
         self.compose = Compose(self.engine, PROJECT, self.containers())
         self.compose.up()
         self.holding: list[psycopg.Connection] = []
         self.closed = closed_port()  # where a dead upstream would be
 
         port = self.proxy.sites["caddy"].port
-        self.env.update(
+        self.env.update(  # every variable of inventories/awe.env.example
             AWE_HOST_SPEC="local://",
+            AWE_DOCKER_HOST=self.engine.url,
+            AWE_COMPOSE_PROJECT=PROJECT,
+            AWE_DATABASE_CONTAINER=f"{PROJECT}-database-1",
+            AWE_PORT_8443_PROCESS="nginx",  # the stand-in of caddy holds the port on the host
+            AWE_CERTS_DIR=str(self.certs),
             AWE_URL=f"https://localhost:{port}",
-            AWE_AUTH_CHECK_URL=f"https://localhost:{port}/auth/me",
+            AWE_TLS_HOST="localhost",
+            AWE_TLS_PORT=str(port),
             AWE_CA_FILE=str(self.certs / "ca" / "ca.crt"),
             AWE_CLIENT_CERT=str(self.certs / "client" / "client.crt"),
             AWE_CLIENT_KEY=str(self.certs / "client" / "client.key"),
-            AWE_CERTS_DIR=str(self.certs),
+            AWE_AUTH_CHECK_URL=f"https://localhost:{port}/auth/me",
             AWE_MONITOR_USER=USER,
             AWE_MONITOR_PASSWORD=PASSWORD,
             AWE_DATABASE_URL=self.bouncer.dsn(MONITOR_USER),
             AWE_PGBOUNCER_STATS_URL=self.bouncer.dsn("stats", "pgbouncer"),
-            AWE_MIGRATIONS_DIR=str(d / "alembic" / "versions"),
-            AWE_DB_CONTAINER_SPEC=f"docker://{PROJECT}-database-1",
-            AWE_DOCKER_HOST=self.engine.url,
+            AWE_ALEMBIC_HEAD=HEAD,
             DOCKER_HOST=self.engine.url,  # the docker CLI testinfra runs for docker:// specs
         )
-        self.adapt("tls[mtls-proxy].port", port)
-        self.adapt("hosts[awe-host].ports", [port])
+        self.adapt("hosts[awe-host].ports", [{"port": port, "process": "${AWE_PORT_8443_PROCESS}"}])
         self.adapt("hosts[awe-host].load_per_core_max", 1000)
 
     # --- parts ---
@@ -165,14 +195,24 @@ class Awe(Replica):
             timeout=60,
         )
 
-    def migrations(self) -> None:
-        versions = self.dir / "alembic" / "versions"
+    def app(self) -> None:
+        """The api image's /app (alembic.ini, env.py, versions/) and its audit log under /var/log."""
+        app = self.dir / "app"
+        versions = app / "alembic" / "versions"
         versions.mkdir(parents=True)
+        (app / "alembic.ini").write_text("[alembic]\nscript_location = alembic\n")
+        (app / "alembic" / "env.py").write_text(ALEMBIC_ENV)
         for revision, down, slug in REVISIONS:
-            (versions / f"{revision}_{slug}.py").write_text(
-                f'"""{slug}"""\nrevision = "{revision}"\ndown_revision = {down!r}\n'
-                "branch_labels = None\ndepends_on = None\n\n\ndef upgrade():\n    pass\n"
-            )
+            self.revision(revision, down, slug)
+        log = self.dir / "log"
+        log.mkdir()
+        (log / "security_audit.log").write_text("".join(f"{line}\n" for line in AUDIT))
+
+    def revision(self, revision: str, down: str | None, slug: str) -> None:
+        (self.dir / "app" / "alembic" / "versions" / f"{revision}_{slug}.py").write_text(
+            f'"""{slug}"""\nrevision = "{revision}"\ndown_revision = {down!r}\n'
+            "branch_labels = None\ndepends_on = None\n\n\ndef upgrade():\n    pass\n"
+        )
 
     def containers(self) -> list[Service]:
         tools = {  # the host's Debian userland, as the Debian-based postgres image has it
@@ -181,9 +221,9 @@ class Awe(Replica):
             "/usr/lib": {"bind": "/lib", "mode": "ro"},
             "/usr/lib64": {"bind": "/lib64", "mode": "ro"},
             self.pg.dir: {"bind": "/var/run/postgresql", "mode": "rw"},
-            str(self.dir / "backup"): {"bind": "/backup", "mode": "ro"},
         }
         pg_path = f"{self.pg.bindir}:/usr/bin:/bin"
+        pg_env = {"PGPORT": str(self.pg.port), "PGHOST": "/var/run/postgresql"}
         return [
             Service(
                 "database",
@@ -191,8 +231,8 @@ class Awe(Replica):
                     "PostgreSQL init process complete; ready for start up.",
                     "LOG:  database system is ready to accept connections",
                 ],
-                env={"PATH": pg_path, "PGPORT": str(self.pg.port), "PGHOST": "/var/run/postgresql"},
-                options={"volumes": tools},
+                env={"PATH": pg_path, **pg_env},
+                options={"volumes": {**tools, str(self.dir / "backup"): {"bind": "/backup", "mode": "ro"}}},
             ),
             Service("pgbouncer", ["LOG process up: PgBouncer, libevent 2.1.12-stable (epoll), adns: c-ares"]),
             Service(
@@ -202,6 +242,21 @@ class Awe(Replica):
                     "INFO:     Application startup complete.",
                     "INFO:     Uvicorn running on http://0.0.0.0:8000 (Press CTRL+C to quit)",
                 ],
+                env={
+                    "PATH": "/usr/bin:/bin",
+                    "HOME": "/tmp",
+                    "PYTHONDONTWRITEBYTECODE": "1",
+                    "DATABASE_URL": f"postgresql+psycopg2://{APP_USER}:{APP_PASSWORD}@/{DATABASE}",
+                    **pg_env,
+                },
+                options={
+                    "working_dir": "/app",
+                    "volumes": {
+                        **tools,
+                        str(self.dir / "app"): {"bind": "/app", "mode": "ro"},
+                        str(self.dir / "log"): {"bind": "/var/log", "mode": "rw"},
+                    },
+                },
             ),
             Service("caddy", CADDY),
         ]
@@ -299,6 +354,43 @@ def _alembic_head(r: Awe) -> None:
     r.pg.psql(f"UPDATE alembic_version SET version_num = '{HEAD}'", dbname=DATABASE)
 
 
+BRANCH = ("5f0d3e8b1a27", REVISIONS[-2][0], "webhooks")  # a second head off the same parent
+
+
+def _alembic_branched(r: Awe) -> None:
+    r.revision(*BRANCH)
+
+
+def _alembic_merged(r: Awe) -> None:
+    (r.dir / "app" / "alembic" / "versions" / f"{BRANCH[0]}_{BRANCH[2]}.py").unlink()
+
+
+AUDIT_LOG = "log/security_audit.log"
+
+
+def _audit_critical(r: Awe) -> None:
+    with (r.dir / AUDIT_LOG).open("a") as f:
+        f.write(
+            "2025-12-01 09:12:44,907 - security_audit - CRITICAL - privilege_escalation user=svc-agent role=admin\n"
+        )
+
+
+def _audit_silent(r: Awe) -> None:
+    old = time.time() - 2 * 86400
+    os.utime(r.dir / AUDIT_LOG, (old, old))
+
+
+def _audit_fresh(r: Awe) -> None:
+    (r.dir / AUDIT_LOG).write_text("".join(f"{line}\n" for line in AUDIT))
+
+
+def _brute_force(r: Awe) -> None:
+    r.compose.log(
+        "api",
+        *[f"WARNING:  auth: login failed for user 'admin' (invalid password), attempt {n}" for n in range(25)],
+    )
+
+
 def _backup_stale(r: Awe) -> None:
     old = time.time() - 3 * 86400
     os.utime(r.dir / "backup" / "latest.sql", (old, old))
@@ -378,10 +470,19 @@ Awe.drills = [
         "alembic-behind",
         "Database Issues > Migration Failures",
         "alembic_version is one revision behind the head of alembic/versions",
-        ("test_postgres_migrations_at_head[awe-db]",),
+        ("test_postgres_migrations_at_head[awe-db]", "test_command_output[api:alembic-current]"),
         _alembic_behind,
         _alembic_head,
         group=0,
+    ),
+    Drill(
+        "alembic-two-heads",
+        "Database Issues > Migration Failures (alembic history)",
+        "a second migration off the same parent: alembic/versions has two heads to merge",
+        ("test_command_output[api:alembic-single-head]",),
+        _alembic_branched,
+        _alembic_merged,
+        group=1,
     ),
     Drill(
         "jwt-lifetime-too-long",
@@ -421,6 +522,24 @@ Awe.drills = [
         _caddy_errors,
         _fresh("caddy"),
         group=0,
+    ),
+    Drill(
+        "security-audit-critical",
+        "Debugging Tools > Log Analysis (cat /var/log/security_audit.log)",
+        "the security audit log records a CRITICAL privilege escalation",
+        ("test_command_output[api:security-audit-no-critical]",),
+        _audit_critical,
+        _audit_fresh,
+        group=0,
+    ),
+    Drill(
+        "security-audit-silent",
+        "Debugging Tools > Log Analysis (cat /var/log/security_audit.log)",
+        "the security audit log was last written 2 days ago: audit logging stopped",
+        ("test_command_output[api:security-audit-fresh]",),
+        _audit_silent,
+        _audit_fresh,
+        group=1,
     ),
     Drill(
         "client-certificate-expiring",
@@ -468,6 +587,15 @@ Awe.drills = [
         group=1,
     ),
     Drill(
+        "login-brute-force",
+        "Authentication Issues > Login Failures (docker-compose logs api | grep auth)",
+        "the api logs 25 failed logins for admin within the hour",
+        ("test_log_forbidden_pattern_absent[api:auth_failures]",),
+        _brute_force,
+        _fresh("api"),
+        group=1,
+    ),
+    Drill(
         "client-certificate-rejected",
         "SSL/Certificate Issues > mTLS Handshake Problems",
         "the proxy trusts a regenerated CA: the monitoring client certificate is refused",
@@ -509,6 +637,8 @@ Awe.drills = [
             "test_postgres_migrations_at_head[awe-db]",
             "test_postgres_no_slow_statements[awe-db]",
             "test_command_exit_code[database:pg-isready]",
+            "test_command_exit_code[api:alembic-current]",
+            "test_command_output[api:alembic-current]",
             "test_pgbouncer_clients_waiting_below_limit[awe-pgbouncer]",
             "test_pgbouncer_maxwait_below_warning[awe-pgbouncer]",
         ),
@@ -535,6 +665,16 @@ Awe.drills = [
             "test_http_auth_refused[api-auth:missing]",
             "test_tls_client_certificate_accepted[mtls-proxy]",
             "test_log_forbidden_pattern_absent[api:traceback_or_critical]",
+            *(  # no exec in an exited container
+                f"test_command_{kind}[api:{command}]"
+                for command in (
+                    "alembic-current",
+                    "alembic-single-head",
+                    "security-audit-fresh",
+                    "security-audit-no-critical",
+                )
+                for kind in ("exit_code", "output")
+            ),
         ),
         _api_crashed,
         _api_back,

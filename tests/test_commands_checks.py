@@ -88,6 +88,9 @@ def inventory(repl, sshd, app) -> dict:
                         output=[{"capture": "^ERROR", "op": "exists", "value": False}],
                     ),
                     cmd(
+                        "not-at-head", argv=["echo", "8c4e7d21aa05"], output=[{"capture": "\\(head\\)", "op": "exists"}]
+                    ),
+                    cmd(
                         "hidden",
                         argv=["cat", "/proc/sys/kernel/ostype"],
                         output=[{"op": "==", "value": "other"}],
@@ -218,6 +221,8 @@ def test_output_conditions_fail_naming_what_was_read(result):
     message = result.assert_failed("test_command_output[local:json]", "stdout JSON open is 5, expected < 3")
     assert "JSON status" not in message, "a condition that holds is not listed"
     result.assert_failed("test_command_output[repl:no-completed]", "stdout lines matching /./ is 0, expected > 0")
+    result.assert_failed("test_command_output[local:not-at-head]", "stdout /\\(head\\)/ not found, expected present")
+    result.assert_failed("test_command_output[local:leaks]", "stdout /^ERROR/ found ('ERROR'), expected absent")
 
 
 def test_shown_output_is_scrubbed_or_hidden(result):
