@@ -1,9 +1,11 @@
 """A JSON-RPC 2.0 chain node on loopback for the comparisons self-tests: `eth_blockNumber`
 answers the head of the chain its path names, as a hex quantity, like an Ethereum RPC
-provider; a rate-limited chain answers the provider's error object."""
+provider; `eth_getBlockByNumber` ["latest", false] answers that head block with its
+timestamp (now, or `block_age_s` ago); a rate-limited chain answers the provider's error object."""
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tests.servers import Service
@@ -15,6 +17,7 @@ class JsonRpcChains(Service):
     def __init__(self, heads: dict[str, int], rate_limited: tuple[str, ...] = ()):
         self.heads = heads
         self.rate_limited = rate_limited
+        self.block_age_s: dict[str, int] = {}  # chain -> how old its latest block is (default 0)
         self.calls = 0
         server = self
 
@@ -34,10 +37,13 @@ class JsonRpcChains(Service):
                 answer = {"jsonrpc": "2.0", "id": request.get("id")}
                 if chain in server.rate_limited:
                     answer["error"] = {"code": -32005, "message": "rate limit exceeded"}
-                elif request.get("method") != "eth_blockNumber":
+                elif request.get("method") not in ("eth_blockNumber", "eth_getBlockByNumber"):
                     answer["error"] = {"code": -32601, "message": "method not found"}
                 elif chain not in server.heads:
                     return self._send({"error": "unknown chain"}, status=404)
+                elif request["method"] == "eth_getBlockByNumber":
+                    stamp = int(time.time()) - server.block_age_s.get(chain, 0)
+                    answer["result"] = {"number": hex(server.heads[chain]), "timestamp": hex(stamp)}
                 else:
                     answer["result"] = hex(server.heads[chain])
                 self._send(answer)

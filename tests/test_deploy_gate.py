@@ -3,8 +3,9 @@ docs/ci/gitlab-ci.yml (so the recipes cannot drift from what is tested), run aga
 agentauri replica in a project directory like the one the recipes check out: it passes on
 the healthy replica, exits 1 on a p0 fault, and writes junit.xml and report.html either way.
 
-The agentauri replica runs the seed inventory itself, so `--env agentauri` is the recipes'
-`--env "<environment>"` exactly; the command's `pytest` is this interpreter's.
+The gate runs the seed inventory itself (`--env agentauri` is the recipes' `--env "<environment>"`
+exactly): the replica's one adapted field (the compose host's load limit, a p2 check) is outside
+the gate's selection. The command's `pytest` is this interpreter's.
 """
 
 import json
