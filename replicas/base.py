@@ -60,7 +60,6 @@ class Drill:
     inject: Callable[[Replica], None]
     reset: Callable[[Replica], None]
     group: int = 0
-    p0: bool = False  # trips a p0 smoke check: the deploy gate must stop on it
 
 
 @dataclass

@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import psycopg
 import redis
@@ -143,9 +144,19 @@ class PostgresServer(Service):
             }
             with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
                 f.writelines(f"{k} = {v}\n" for k, v in conf.items())
-        self._as_postgres(
-            f"{self.bindir}/pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "log"), "-w", "-t", "60", "start"
-        )
+        log = os.path.join(self.dir, "log")
+        for attempt in range(3):
+            try:
+                self._as_postgres(f"{self.bindir}/pg_ctl", "-D", self.data, "-l", log, "-w", "-t", "60", "start")
+                return
+            except RuntimeError as exc:
+                tail = Path(log).read_text(errors="replace")[-2000:] if os.path.exists(log) else ""
+                # another process took the free port between free_port() and the bind: take another
+                if "could not bind" not in tail or attempt == 2:
+                    raise RuntimeError(f"{exc}\n{log}:\n{tail}") from None
+                self.port = free_port()
+                with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+                    f.write(f"port = {self.port}\n")
 
     def stop(self) -> None:
         if self.dir and os.path.exists(os.path.join(self.data, "postmaster.pid")):
