@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from filelock import FileLock, Timeout
 
 from opscheck.core.redact import clip, redact
 from opscheck.inventory import sections
@@ -283,6 +282,8 @@ class Run:
         if self.interrupted:
             return  # an interrupted run is reported, but latest, state.json and metrics stay where they were
         self._write_metrics(summary, finished)
+        from filelock import FileLock, Timeout  # here: a dry run does not import it
+
         try:
             lock = FileLock(str(self.env_dir / ".lock"), timeout=LOCK_SECONDS)
             with lock:
