@@ -59,7 +59,8 @@ def containers(docker_server):  # noqa: F811
     # wait for the healthchecks' first verdicts and the crashes to happen
     server.wait("web", lambda a: a["State"]["Health"]["Status"] == "healthy", 30, "healthy")
     server.wait("sick", lambda a: a["State"]["Health"]["Status"] == "unhealthy", 30, "unhealthy")
-    server.wait("oom", lambda a: a["State"]["Status"] == "exited", 30, "exited")
+    # the engine records the OOM kill from containerd's event, which can land after the exit
+    server.wait("oom", lambda a: a["State"]["Status"] == "exited" and a["State"]["OOMKilled"], 30, "OOM-killed")
     server.wait("oom-restarted", lambda a: a["RestartCount"] >= 1 and a["State"]["Running"], 30, "restarted")
     server.wait("crashloop", lambda a: a["RestartCount"] >= 2, 30, "a crash loop")
     server.wait("hog", lambda a: a["State"]["Running"], 30, "running")
