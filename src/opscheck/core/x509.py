@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import ipaddress
 import ssl
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -159,7 +160,9 @@ def trust_anchors(ca_file: str | None) -> list[x509.Certificate]:
         found: list[x509.Certificate] = []
         for candidate in (paths.cafile, paths.openssl_cafile):
             if candidate and Path(candidate).is_file():
-                found = x509.load_pem_x509_certificates(Path(candidate).read_bytes())
+                with warnings.catch_warnings():  # the OS bundle is not the target's: its quirks are not a finding
+                    warnings.filterwarnings("ignore", "Parsed a serial number which wasn't positive")
+                    found = x509.load_pem_x509_certificates(Path(candidate).read_bytes())
                 break
         _system_roots = found
     return _system_roots
