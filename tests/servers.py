@@ -21,11 +21,23 @@ from pathlib import Path
 import psycopg
 import redis
 
+_GIVEN_PORTS: set[int] = set()
+_GIVEN_LOCK = threading.Lock()
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nothing listens on, never the same one twice in this process.
+
+    The kernel may hand out a port it gave a moment ago (the socket is closed at once): two
+    servers of one nginx or one replica then share a port, and one answers for the other."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        with _GIVEN_LOCK:
+            if port not in _GIVEN_PORTS:
+                _GIVEN_PORTS.add(port)
+                return port
 
 
 def closed_port() -> int:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
+import requests
 from moto.server import ThreadedMotoServer
 
 from tests.servers import free_port
@@ -40,7 +41,14 @@ class MotoServer:
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> MotoServer:
-        self.server.start()
+        starting = threading.Thread(target=self.server.start, daemon=True)  # waits forever if the bind fails
+        starting.start()
+        starting.join(30)
+        if starting.is_alive():
+            raise RuntimeError(f"moto's server did not start on 127.0.0.1:{self.port}")
+        # moto keeps its state per process, not per server: a server started after another one
+        # in this process (an earlier test module, another replica) would see that one's resources
+        requests.post(f"{self.url}/moto-api/reset", timeout=10).raise_for_status()
         return self
 
     def __exit__(self, *exc) -> None:

@@ -7,20 +7,18 @@ import time
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from tests.conftest import run_suite
-from tests.servers import closed_port, free_port
+from tests.servers import closed_port
+from tests.servers_aws import MotoServer
 
 KEY_ID, SECRET = "opscheck-key", "opscheck-Secret-S3-8812"
 
 
 @pytest.fixture(scope="module")
 def s3():
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
+    server = MotoServer().__enter__()  # a fresh moto state (it is per process, not per server)
+    endpoint = server.url
     client = boto3.client(
         "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET
     )
@@ -37,7 +35,7 @@ def s3():
     client.put_object(Bucket="backups", Key="pg/corrupt/db.dump", Body=good)
     client.put_object(Bucket="backups", Key="pg/corrupt/db.dump.sha256", Body=b"0" * 64)
     yield endpoint
-    server.stop()
+    server.__exit__()
 
 
 def target(name, endpoint, prefix, **extra):
