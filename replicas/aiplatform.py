@@ -334,14 +334,17 @@ class AiPlatform(Replica):
         )
 
     def wait_monitoring(self) -> None:
-        """Until the targets are up, rate() has samples and the Watchdog reached Alertmanager."""
+        """Until the targets are up, rate() and predict_linear() have samples and the Watchdog reached Alertmanager."""
 
         def settled() -> bool:
             targets = self.prometheus.get("/api/v1/targets")["data"]["activeTargets"]
             rate = self.prometheus.get("/api/v1/query", query="sum(rate(http_requests_total[5m]))")["data"]["result"]
+            # predict_linear (the seed's disk-lasts-7-days) needs two scrapes of node_exporter too
+            disk = self.prometheus.get("/api/v1/query", query="predict_linear(node_filesystem_avail_bytes[5m], 60)")
             alerts = self.alertmanager.get("/api/v2/alerts")
             return (
                 all(t["health"] == "up" for t in targets)
+                and bool(disk["data"]["result"])
                 and bool(rate)
                 and float(rate[0]["value"][1]) > 0
                 and any(a["labels"]["alertname"] == "Watchdog" for a in alerts)
