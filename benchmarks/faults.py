@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.conftest import REPO, run_suite  # noqa: E402
 from tests.servers import PostgresServer, RedisServer  # noqa: E402
 from tests.servers_faults import cluster_pids, frozen, report_files, start_suite  # noqa: E402
-from tests.test_faults import DEADLINE, LOCAL, ONE_CHECK, PASSWORD, TIMEOUT, pg_inventory, slow_query_pid  # noqa: E402
+from tests.test_faults import DEADLINE, LOCAL, ONE_CHECK, PASSWORD, TIMEOUT, _fill, pg_inventory, slow_query_pid  # noqa: E402
 
 ROWS: list[tuple] = []
 
@@ -97,9 +97,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         disk = Path(tmp) / "disk"
         disk.mkdir()
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], check=True)
-        try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], check=True)
+        try:  # as tests/test_faults.py: one run fits, then too little is left for another's reports
             run_suite(LOCAL, Path(tmp) / "x", *ONE_CHECK, f"--reports-dir={disk}")
+            _fill(disk / "filler", leave=16 * 1024)
             start = time.monotonic()
             result = run_suite(LOCAL, Path(tmp) / "y", *ONE_CHECK, f"--reports-dir={disk}")
             wall = time.monotonic() - start
@@ -107,7 +108,7 @@ def main() -> None:
             latest = os.readlink(disk / "local" / "latest")
             note = f"latest -> {latest} (the first run), newest dir {newest.name}: {sorted(os.listdir(newest))}"
             row(
-                "reports dir full (64 KiB tmpfs)",
+                "reports dir full (1 MiB tmpfs, 16 KiB left)",
                 result,
                 wall,
                 "exit 6, summary printed",
