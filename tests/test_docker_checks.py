@@ -4,6 +4,7 @@ image, not redeployed, a Compose project with a service missing and one under-sc
 
 import json
 import os
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -59,9 +60,13 @@ def containers(docker_server):  # noqa: F811
     # wait for the healthchecks' first verdicts and the crashes to happen
     server.wait("web", lambda a: a["State"]["Health"]["Status"] == "healthy", 30, "healthy")
     server.wait("sick", lambda a: a["State"]["Health"]["Status"] == "unhealthy", 30, "unhealthy")
-    # the engine records the OOM kill from containerd's event, which can land after the exit
-    server.wait("oom", lambda a: a["State"]["Status"] == "exited" and a["State"]["OOMKilled"], 30, "OOM-killed")
+    server.wait("oom", lambda a: a["State"]["Status"] == "exited", 30, "exited")
     server.wait("oom-restarted", lambda a: a["RestartCount"] >= 1 and a["State"]["Running"], 30, "restarted")
+    # the engine records an OOM kill from containerd's event, which can land after the exit (or,
+    # on Docker 20.10 with cgroup v2, be missed): settle what it says before the suite reads it
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not server.client.api.inspect_container("oom")["State"]["OOMKilled"]:
+        time.sleep(0.2)
     server.wait("crashloop", lambda a: a["RestartCount"] >= 2, 30, "a crash loop")
     server.wait("hog", lambda a: a["State"]["Running"], 30, "running")
     server.wait("job-bad", lambda a: a["State"]["Status"] == "exited", 30, "exited")
@@ -195,12 +200,20 @@ def test_crash_loop_fails(result):
     result.assert_failed("test_container_restart_count_stable[bad:crashloop]", "restart count", "> limit 1")
 
 
-def test_oom_killed_container_fails(result):
-    result.assert_failed(
-        "test_container_not_oom_killed[bad:oom]", "oom was OOM-killed", "memory limit 16 MiB", "oom event(s) since"
-    )
+def test_oom_killed_container_fails(result, containers):
+    message = result.assert_failed("test_container_not_oom_killed[bad:oom]", "memory limit 16 MiB")
+    state = containers.client.api.inspect_container("oom")["State"]
+    if state["OOMKilled"]:
+        assert "oom was OOM-killed" in message and "oom event(s) since" in message, message
+    else:  # the engine missed the kill (Docker 20.10, cgroup v2): the SIGKILL under the limit is the trace
+        assert "oom exited with code 137 (SIGKILL) under its memory limit: likely OOM-killed" in message, message
     # restarted after the kill: newer engines clear OOMKilled then; the engine's oom event stays
-    result.assert_failed("test_container_not_oom_killed[bad:oom-restarted]", "oom event(s) since")
+    now = int(time.time())
+    events = containers.client.api.events(
+        since=now - 600, until=now, decode=True, filters={"event": "oom", "container": "oom-restarted"}
+    )
+    if list(events):  # what the engine did not record, no check can read
+        result.assert_failed("test_container_not_oom_killed[bad:oom-restarted]", "oom event(s) since")
 
 
 def test_resource_hogs_fail(result):
