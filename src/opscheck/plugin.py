@@ -8,32 +8,19 @@ hooks of an opscheck run; any other suite run with the same pytest is left alone
 imports none of opscheck's inventory, families or reports.
 """
 
-import argparse
 from pathlib import Path
 
 import pytest
 
 from opscheck.core.gather import DEFAULT_WORKERS, GatherSpec
 from opscheck.core.names import env_name
+from opscheck.core.options import option_type
 
 # --- options and configuration -------------------------------------------------------------
 
 
 def pytest_addhooks(pluginmanager):
     pluginmanager.add_hookspecs(GatherSpec)
-
-
-def _option(check):
-    """An argparse type from a function that raises ValueError with the reason."""
-
-    def convert(text: str):
-        try:
-            return check(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
-
-    convert.__name__ = check.__name__
-    return convert
 
 
 def _nonempty_path(text: str) -> str:
@@ -55,26 +42,26 @@ def pytest_addoption(parser):
         "--env",
         default=None,
         metavar="NAME",
-        type=_option(env_name),
+        type=option_type(env_name),
         help="environment: inventories/NAME.yml (default $OPSCHECK_ENV or local)",
     )
     group.addoption(
         "--inventory",
         default=None,
         metavar="PATH",
-        type=_option(_nonempty_path),
+        type=option_type(_nonempty_path),
         help="an inventory file anywhere; the report's environment is its 'environment'",
     )
     group.addoption(
         "--reports-dir",
         default=None,
         metavar="DIR",
-        type=_option(_nonempty_path),
+        type=option_type(_nonempty_path),
         help="where runs write report.html, junit.xml, summary.json (default reports/)",
     )
     group.addoption(
         "--keep-runs",
-        type=_option(_at_least_one),
+        type=option_type(_at_least_one),
         default=30,
         metavar="N",
         help="runs kept per environment in the reports directory",

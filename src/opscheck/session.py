@@ -19,6 +19,7 @@ from pytest_metadata.plugin import metadata_key
 from opscheck import waivers
 from opscheck.core import markers
 from opscheck.core import redact as redaction
+from opscheck.core.cache import forget_across_workers
 from opscheck.core.errors import ConfigError, OpscheckError, TargetUnreachable
 from opscheck.core.gather import Gatherer, Selection
 from opscheck.core.model import INVENTORY_KEY, INVENTORY_PATH_KEY, PARAMS_KEY, STATE_KEY, Param, Target, target_of
@@ -496,6 +497,7 @@ def pytest_unconfigure(config):
     phase = config.stash.get(GATHER_KEY, None)
     if phase is not None:
         phase.gatherer.close()
+    forget_across_workers(config)
     run = config.stash.get(RUN_KEY, None)
     if run is not None:
         run.finish()

@@ -1,10 +1,10 @@
 """What the commands share: which inventory a command works on."""
 
-import argparse
 import os
 from pathlib import Path
 
 from opscheck.core.names import env_name
+from opscheck.core.options import option_type
 from opscheck.inventory import path_for_env
 
 USAGE_ERROR = 4
@@ -17,22 +17,9 @@ def add_inventory_options(cmd) -> None:
     where.add_argument(
         "--env",
         metavar="NAME",
-        type=checked(env_name),
+        type=option_type(env_name),
         help="<inventories-dir>/NAME.yml (default $OPSCHECK_ENV or local)",
     )
-
-
-def checked(check):
-    """An argparse type from a function that raises ValueError with the reason (exit 2)."""
-
-    def convert(text: str):
-        try:
-            return check(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
-
-    convert.__name__ = check.__name__
-    return convert
 
 
 def non_blank(text: str) -> str:

@@ -13,8 +13,9 @@ from typing import Literal
 import yaml
 from pydantic import ValidationError
 
-from opscheck.cli.common import USAGE_ERROR, add_inventory_options, checked, inventory_of, non_blank
+from opscheck.cli.common import USAGE_ERROR, add_inventory_options, inventory_of, non_blank
 from opscheck.core.errors import ConfigError
+from opscheck.core.options import option_type
 from opscheck.families.checklists import (
     FUTURE_SLACK,
     SignOff,
@@ -33,7 +34,7 @@ def add_command(commands) -> None:
         description="Record that a human checklist item was done (or does not apply, with a reason).",
     )
     cmd.add_argument("item", help="checklist item id, as in the inventory's checklists section")
-    cmd.add_argument("--by", required=True, metavar="NAME", type=checked(non_blank), help="who signs")
+    cmd.add_argument("--by", required=True, metavar="NAME", type=option_type(non_blank), help="who signs")
     add_inventory_options(cmd)
     cmd.add_argument("--outcome", choices=["done", "not-applicable"], default="done")
     cmd.add_argument("--reason", default="", help="why it does not apply (required with not-applicable)")

@@ -6,9 +6,15 @@ pieces carry that: `Memo` keeps each read's value or explained failure per key, 
 dead target costs one timeout, once, and later checks say "blocked: <first error>".
 """
 
+import contextlib
 import copy
+import hashlib
+import shutil
+import tempfile
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import pytest
@@ -95,6 +101,61 @@ class TargetReader:
             raise
 
 
+class SelectedReads(TargetReader):
+    """A client whose reads depend on which checks are selected (aws, cloudflare): `gather()`
+    performs every read they need at once, and each error stays in the memo for the check that
+    needs that read. A subclass says which reads a check needs (`reads`) and every check its
+    section configures (`all_needs`); collection may set `needs` to the selected ones."""
+
+    gather_workers = 8
+    thread_name = "opscheck-gather"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.needs: list[tuple[str, Any]] | None = None  # (argname, value) of the selected checks
+        self._gathering = threading.local()  # set in gather's threads: a Denied met there is kept quiet
+        self._gathered = False
+
+    def reads(self, argname: str, value: Any) -> list[Callable[[], Any]]:
+        raise NotImplementedError
+
+    def all_needs(self) -> list[tuple[str, Any]]:
+        raise NotImplementedError
+
+    def gather(self, needs: Iterable[tuple[str, Any]] | None = None, workers: int | None = None) -> None:
+        """Perform every read the selected checks need, concurrently; keep values and errors.
+
+        `needs` are (argname, value) pairs of the selected checks (default: what collection
+        recorded in `self.needs`, else every check the target's section configures).
+        """
+        given = needs if needs is not None else self.needs if self.needs is not None else self.all_needs()
+        pairs = list({(argname, id(value)): (argname, value) for argname, value in given}.values())  # one per row
+        reads = [read for argname, value in pairs for read in self.reads(argname, value)]
+        before = self.unreachable.error
+
+        def run(read: Callable[[], Any]) -> None:
+            self._gathering.active = True
+            with contextlib.suppress(OpscheckError):  # kept by the memo: the check that needs it fails with it
+                read()
+
+        with self.lock:
+            self._gathered = True
+        with ThreadPoolExecutor(
+            max_workers=workers or self.gather_workers, thread_name_prefix=self.thread_name
+        ) as pool:
+            list(pool.map(run, reads))
+        if before is None and self.unreachable.error is not None:
+            self.unreachable.keep(self.unreachable.error, reported=False)  # the first check shows it as its own
+
+    def gather_once(self) -> None:
+        """gather(), the first time only (later calls return at once)."""
+        with self.lock:
+            if self._gathered:
+                return
+            self._gathered = True
+        self.gather()
+
+
 class ClientCache(Generic[T]):
     """Clients per target, created on first use and closed at the end of the session."""
 
@@ -130,3 +191,45 @@ def stashed_clients(config: Any, family: str, make: Callable[[Any, Any], T]) -> 
 
 _STASH_KEYS: dict[str, pytest.StashKey] = {}
 _STASH_LOCK = threading.Lock()
+
+
+# --- a probe made once per run, however many xdist workers need its answer ---------------
+
+
+def once_across_workers(config: Any, key: str, probe: Callable[[], str], seen_error: Callable[[str], None]) -> str:
+    """`probe()` once per run: under xdist the first worker probes under a file lock and the
+    others read what it wrote; an "error: ..." it met is handed to `seen_error` (seeded into
+    the asking worker's client), so no worker tries a dead target again."""
+    folder = _workers_dir(config)
+    if folder is None:
+        return probe()
+    from filelock import FileLock  # under xdist only
+
+    path = folder / hashlib.sha256(key.encode()).hexdigest()[:16]
+    with FileLock(f"{path}.lock", timeout=300):
+        if path.exists():
+            found = path.read_text()
+            if found.startswith("error: "):
+                seen_error(found.removeprefix("error: "))
+            return found
+        found = probe()
+        path.write_text(found)
+        return found
+
+
+def forget_across_workers(config: Any) -> None:
+    """At the end of a run (worker gw0 only): remove what the workers shared."""
+    if getattr(config, "workerinput", {}).get("workerid") == "gw0":
+        folder = _workers_dir(config)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _workers_dir(config: Any) -> Path | None:
+    """Where the xdist workers of this run share probe results (None when not under xdist)."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        return None
+    folder = Path(tempfile.gettempdir()) / f"opscheck-{workerinput['testrunuid']}"
+    folder.mkdir(exist_ok=True)
+    return folder

@@ -19,17 +19,15 @@ import contextlib
 import fnmatch
 import random
 import re
-import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from opscheck.core.cache import TargetReader
+from opscheck.core.cache import SelectedReads
 from opscheck.core.errors import OpscheckError, TargetUnreachable, blocked, one_line
 from opscheck.core.model import InventoryCheck, Item, Model, Name, Param, Severity, Target, check_marks
 from opscheck.core.times import Duration, parse_duration, since_last_run
@@ -401,8 +399,10 @@ def window_seconds(text: str) -> int:
     return int(parse_duration(text).total_seconds())
 
 
-class AwsClient(TargetReader):
+class AwsClient(SelectedReads):
     """One boto3 session per target; each service's client made on first use (thread-safe)."""
+
+    thread_name = "opscheck-aws"
 
     def __init__(self, target: Aws, timeout: float, state: dict | None = None):
         super().__init__()
@@ -411,12 +411,9 @@ class AwsClient(TargetReader):
         self.state = state or {}
         self.now = datetime.now(UTC).replace(second=0, microsecond=0)
         self.calls: dict[str, int] = {}  # operation -> calls made (each page, each retry)
-        self.needs: list[tuple[str, Any]] | None = None  # (argname, value) of the selected checks
         self._session: Any = None
         self._clients: dict[str, Any] = {}
         self._unreported: dict[Hashable, OpscheckError] = {}
-        self._gathering = threading.local()
-        self._gathered = False
 
     @property
     def shown(self) -> str:
@@ -600,37 +597,6 @@ class AwsClient(TargetReader):
 
     def _batch_of(self, query: MetricQuery) -> Callable[[], Any]:
         return lambda: self.metric_batch(query.window_s, query.offset_s)
-
-    def gather(self, needs: Iterable[tuple[str, Any]] | None = None, workers: int = 8) -> None:
-        """Perform every read the selected checks need, concurrently; keep values and errors.
-
-        `needs` are (argname, value) pairs of the selected checks (default: what collection
-        recorded in `self.needs`, else every check the target's section configures).
-        """
-        given = needs if needs is not None else self.needs if self.needs is not None else self.all_needs()
-        pairs = list({(argname, id(value)): (argname, value) for argname, value in given}.values())  # one per row
-        reads = [read for argname, value in pairs for read in self.reads(argname, value)]
-        before = self.unreachable.error
-
-        def run(read: Callable[[], Any]) -> None:
-            self._gathering.active = True
-            with contextlib.suppress(OpscheckError):  # kept by the memo: the check that needs it fails with it
-                read()
-
-        with self.lock:
-            self._gathered = True
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="opscheck-aws") as pool:
-            list(pool.map(run, reads))
-        if before is None and self.unreachable.error is not None:
-            self.unreachable.keep(self.unreachable.error, reported=False)  # the first check shows it as its own
-
-    def gather_once(self) -> None:
-        """gather(), the first time only (later calls return at once)."""
-        with self.lock:
-            if self._gathered:
-                return
-            self._gathered = True
-        self.gather()
 
     def all_needs(self) -> list[tuple[str, Any]]:
         return [(argname, p.value) for argname, rows in rows_of(self.target, marked=False).items() for p in rows]

@@ -12,19 +12,16 @@ API, and never asked for.
 
 from __future__ import annotations
 
-import contextlib
 import random
-import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 from urllib.parse import quote
 
 from pydantic import Field, SecretStr
 
-from opscheck.core.cache import TargetReader
+from opscheck.core.cache import SelectedReads
 from opscheck.core.errors import OpscheckError, TargetUnreachable, blocked
 from opscheck.core.model import Item, Model, Param, Target
 from opscheck.core.times import Duration, parse_duration
@@ -96,8 +93,11 @@ ZONE_QUERY = (
 )
 
 
-class CloudflareClient(TargetReader):
+class CloudflareClient(SelectedReads):
     """One requests session per target; GETs (and GraphQL reads) with the token's bearer header."""
+
+    gather_workers = 6
+    thread_name = "opscheck-cloudflare"
 
     def __init__(self, target: Cloudflare, timeout: float):
         super().__init__()
@@ -105,10 +105,7 @@ class CloudflareClient(TargetReader):
         self.timeout = timeout
         self.now = datetime.now(UTC).replace(second=0, microsecond=0)
         self.calls: dict[str, int] = {}
-        self.needs: list[tuple[str, Any]] | None = None
         self._session: Any = None
-        self._gathered = False
-        self._gathering = threading.local()
         self._unreported: dict[Hashable, OpscheckError] = {}
 
     @property
@@ -290,33 +287,6 @@ class CloudflareClient(TargetReader):
             "cloudflare_zone": lambda: [self.zone_requests],
         }
         return table[argname]() if argname in table else []
-
-    def gather(self, needs: Iterable[tuple[str, Any]] | None = None, workers: int = 6) -> None:
-        """Perform every read the selected checks need, concurrently (see AwsClient.gather)."""
-        given = needs if needs is not None else self.needs if self.needs is not None else self.all_needs()
-        pairs = list({(argname, id(value)): (argname, value) for argname, value in given}.values())  # one per row
-        reads = [read for argname, value in pairs for read in self.reads(argname, value)]
-        with self.lock:
-            self._gathered = True
-
-        before = self.unreachable.error
-
-        def run(read: Callable[[], Any]) -> None:
-            self._gathering.active = True
-            with contextlib.suppress(OpscheckError):  # kept: the check that needs this read fails with it
-                read()
-
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="opscheck-cloudflare") as pool:
-            list(pool.map(run, reads))
-        if before is None and self.unreachable.error is not None:
-            self.unreachable.keep(self.unreachable.error, reported=False)  # the first check shows it
-
-    def gather_once(self) -> None:
-        with self.lock:
-            if self._gathered:
-                return
-            self._gathered = True
-        self.gather()
 
     def all_needs(self) -> list[tuple[str, Any]]:
         return [(argname, p.value) for argname, rows in rows_of(self.target).items() for p in rows]
