@@ -8,6 +8,7 @@
 """
 
 import re
+import shlex
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -83,3 +84,16 @@ def ago(when: datetime | None, now: datetime | None = None) -> str:
     if seconds < 172800:
         return f"{seconds / 3600:.1f} h ago"
     return f"{seconds / 86400:.1f} days ago"
+
+
+def bounded_shell(script: str, seconds: float) -> list[str]:
+    """`sh -c script` under coreutils' `timeout` where the container has it (busybox and
+    distroless images may not): a read-only script run inside a container ends on its own."""
+    quoted = shlex.quote(script)
+    limit = max(1, round(seconds))
+    return [
+        "sh",
+        "-c",
+        f"if command -v timeout >/dev/null 2>&1; then exec timeout {limit} sh -c {quoted}; "
+        f"else exec sh -c {quoted}; fi",
+    ]

@@ -36,6 +36,7 @@ from opscheck.core.model import Item, Model, Name, Param, Target
 from opscheck.core.redact import clip
 from opscheck.core.settings import Setting
 from opscheck.core.settings import marks as setting_marks
+from opscheck.core.times import bounded_shell
 from opscheck.core.values import EngineUrl, ListenPort, LocalFile
 from opscheck.core.yamlfile import read_yaml
 from opscheck.families.hosts import HostFacts, parse_listening, split_sections
@@ -410,14 +411,7 @@ class DockerEngine:
 
     def exec(self, container: dict, script: str) -> tuple[int, str]:
         """Run a read-only shell script in a container, bounded by `timeout` inside it."""
-        seconds = max(1, round(self.target.exec_timeout))
-        quoted = shlex.quote(script)
-        command = [
-            "sh",
-            "-c",
-            f"if command -v timeout >/dev/null 2>&1; then exec timeout {seconds} sh -c {quoted}; "
-            f"else exec sh -c {quoted}; fi",
-        ]
+        command = bounded_shell(script, self.target.exec_timeout)
         api = self.exec_api()
         name = container["Name"].lstrip("/")
         try:

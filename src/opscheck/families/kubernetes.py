@@ -20,7 +20,6 @@ import contextlib
 import ipaddress
 import json
 import re
-import shlex
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,12 +32,13 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator, model_validator
 
+from opscheck.core import times
 from opscheck.core.cache import TargetReader
 from opscheck.core.errors import OpscheckError, one_line
 from opscheck.core.lazy import optional
 from opscheck.core.model import InventoryCheck, Item, Model, Param, Severity, Target, check_marks
 from opscheck.core.redact import mask_url
-from opscheck.core.times import Duration, parse_duration, parse_time
+from opscheck.core.times import Duration, bounded_shell, parse_duration, parse_time
 
 if TYPE_CHECKING:
     import croniter
@@ -635,14 +635,7 @@ class KubeClient(TargetReader):
 
     def exec(self, namespace: str, pod: str, container: str, script: str) -> tuple[int, str]:
         """Run a read-only shell script in a container, bounded by exec_timeout inside and here."""
-        seconds = max(1, round(self.target.exec_timeout))
-        quoted = shlex.quote(script)
-        command = [
-            "sh",
-            "-c",
-            f"if command -v timeout >/dev/null 2>&1; then exec timeout {seconds} sh -c {quoted}; "
-            f"else exec sh -c {quoted}; fi",
-        ]
+        command = bounded_shell(script, self.target.exec_timeout)
         core = k8s_client.CoreV1Api(self.api())
         # the client opens the WebSocket without a timeout of its own: bound its connect and reads
         websocket.setdefaulttimeout(self.timeout)
@@ -736,16 +729,7 @@ def owner_kinds(obj: dict) -> set[str]:
 
 
 def ago(when: datetime | None, now: datetime) -> str:
-    if when is None:
-        return "at an unknown time"
-    seconds = (now - when).total_seconds()
-    if seconds < 120:
-        return f"{seconds:.0f} s ago"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min ago"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h ago"
-    return f"{seconds / 86400:.1f} days ago"
+    return "at an unknown time" if when is None else times.ago(when, now)
 
 
 def minutes(delta: timedelta) -> str:
