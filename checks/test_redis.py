@@ -32,16 +32,19 @@ def test_redis_ping(redis, rd):
     "Look at `LATENCY LATEST` and `INFO commandstats`."
 )
 def test_redis_latency_below_limit(redis, rd):
+    # The average, as `redis-cli --latency` reports it: one slow sample (this process paused,
+    # the scheduler busy) does not decide, a server that is slow on every PING does.
     samples = sorted(rd.ping_ms() for _ in range(redis.latency_samples))
-    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
-    if p99 < redis.max_latency_ms:
+    average = sum(samples) / len(samples)
+    if average < redis.max_latency_ms:
         return
     # LATENCY LATEST names the server-side events (needs latency-monitor-threshold > 0)
     events = [f"{e[0]} latest {e[2]} ms, max {e[3]} ms" for e in rd.command("LATENCY", "LATEST") or []]
     expect(
         False,
-        f"{rd.shown}: PING p99 {p99:.1f} ms over {len(samples)} samples (median "
-        f"{samples[len(samples) // 2]:.1f} ms) >= limit {redis.max_latency_ms:g} ms; LATENCY LATEST: "
+        f"{rd.shown}: PING average {average:.1f} ms over {len(samples)} samples (median "
+        f"{samples[len(samples) // 2]:.1f} ms, max {samples[-1]:.1f} ms) >= limit {redis.max_latency_ms:g} ms; "
+        "LATENCY LATEST: "
         + ("; ".join(events) or "no events (latency-monitor-threshold unset, or the delay is in the network)"),
     )
 

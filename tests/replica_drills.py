@@ -1,7 +1,7 @@
 """What tests/test_drills_<system>.py share: one replica per module, its healthy daily run,
 and its drills, group by group: exactly the listed checks fail, every other check passes.
 
-A latency measured on this busy machine (a p99 of 10 PINGs, one HTTP round trip) can miss
+A latency measured on this busy machine (10 PINGs, one HTTP round trip) can miss
 its limit for a reason that is not the drill's: such a check alone failing unexpectedly is
 measured again once, in a run of just those checks, before it counts.
 """
@@ -45,8 +45,8 @@ def drill_tests(system: str):
 
     def test_healthy_replica_passes_daily(replica):
         run = replica.run("-m", "daily")
-        failed = run.failed()
-        assert run.rc == 0 and not failed, (
+        failed, _ = verdict(replica, run, ())  # a timing check alone failing is measured again
+        assert not failed and (run.rc == 0 or (run.rc == 1 and run.failed())), (
             f"{system} healthy: rc {run.rc}\n{explain(run, failed)}\n{run.output[-3000:]}"
         )
         for d in cls.drills:  # every check a drill names exists in the run (and passed above)

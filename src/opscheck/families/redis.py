@@ -40,7 +40,9 @@ class Redis(Target):
     """A Redis server, reached with redis-py; read-only commands only."""
 
     url: RedisUrl = Field(description="redis:// or rediss:// URL; use ${VAR} for the password")
-    max_latency_ms: float = Field(default=10, gt=0, description="runbook: 'If > 10ms'")
+    max_latency_ms: float = Field(
+        default=10, gt=0, description="limit on the average PING round trip (runbook: 'If > 10ms')"
+    )
     latency_samples: int = Field(default=10, ge=1, le=1000)
     memory_max_pct: float = Field(default=90, gt=0, le=100, description="of maxmemory")
     queues: list[RedisQueue] = Field(default_factory=list)
