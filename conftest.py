@@ -1,9 +1,4 @@
-"""The opscheck project's pytest glue: each family's fixtures, from fixtures/<stem>.py.
+"""The opscheck project's pytest glue: each family's fixtures, from fixtures/<stem>.py
+(those of the families the inventory has targets for; see opscheck.plugin)."""
 
-The plugin itself (opscheck.plugin) is loaded by the installed package's pytest11 entry
-point; the families to load come from its registry (opscheck.families.FAMILIES).
-"""
-
-from opscheck.families import fixture_modules
-
-pytest_plugins = fixture_modules()
+from opscheck.plugin import load_fixture_modules as pytest_configure  # noqa: F401

@@ -33,21 +33,23 @@ def full():
 
 @pytest.fixture(scope="module")
 def busy():
-    """A server kept busy: every PING waits behind a 100 ms DEBUG SLEEP of another client
-    (50 ms on average, so the average of 10 PINGs is over 10 ms for certain)."""
+    """A server kept busy: three clients queue 30 ms DEBUG SLEEPs back to back, so every
+    PING waits behind the sleeps queued before it (about 90 ms; with one such client,
+    PINGs slip in between its sleeps and their average can stay under the limit)."""
     with RedisServer("--enable-debug-command", "yes", "--latency-monitor-threshold", "10") as srv:
         stop = threading.Event()
-        client = srv.client()
 
-        def keep_busy():
+        def keep_busy(client):
             while not stop.is_set():
-                client.execute_command("DEBUG", "SLEEP", "0.1")
+                client.execute_command("DEBUG", "SLEEP", "0.03")
 
-        thread = threading.Thread(target=keep_busy, daemon=True)
-        thread.start()
+        threads = [threading.Thread(target=keep_busy, args=(srv.client(),), daemon=True) for _ in range(3)]
+        for thread in threads:
+            thread.start()
         yield srv
         stop.set()
-        thread.join(timeout=5)
+        for thread in threads:
+            thread.join(timeout=5)
 
 
 @pytest.fixture(scope="module")

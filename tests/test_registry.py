@@ -15,13 +15,13 @@ import pytest
 from opscheck import session as plugin
 from opscheck.core.model import Target
 from opscheck.families import FAMILIES, check_module, family
-from opscheck.inventory import Inventory, sections
+from opscheck.inventory import complete, empty, sections
 from tests.conftest import LOCAL, REPO
 
 
 def _list_fields() -> set[str]:
     found = set()
-    for name, field in Inventory.model_fields.items():
+    for name, field in complete().model_fields.items():
         args = getattr(field.annotation, "__args__", ())
         item = typing.get_args(args[0])[0] if args and typing.get_origin(args[0]) is typing.Annotated else None
         if item is not None:  # hosts: Host | Fleet, tagged (a fleet expands to hosts)
@@ -37,6 +37,15 @@ def test_every_section_is_a_family_and_every_family_a_section():
 
 
 @pytest.mark.parametrize("stem", list(FAMILIES))
+def test_a_section_is_validated_by_its_family_alone(stem):
+    """load() validates a section with its family's SECTION: the same type as the
+    Inventory's field (which the JSON Schema shows)."""
+    field = complete().model_fields[stem]  # pydantic keeps an outer Annotated's metadata apart
+    declared = typing.Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
+    assert declared == family(stem).SECTION
+
+
+@pytest.mark.parametrize("stem", list(FAMILIES))
 def test_a_family_lives_in_its_rooms(stem):
     assert FAMILIES[stem] == f"opscheck.families.{stem}"
     module = family(stem)
@@ -47,21 +56,20 @@ def test_a_family_lives_in_its_rooms(stem):
 
 
 def test_argnames_are_unique_across_families():
-    empty = Inventory(environment="x")
+    nothing = empty("x")
     owners: dict[str, str] = {}
     for stem in FAMILIES:
-        for argname in family(stem).parameters(empty):
+        for argname in family(stem).parameters(nothing):
             assert argname not in owners, f"{argname} is handed out by {owners[argname]} and {stem}"
             owners[argname] = stem
-    assert plugin.ParameterIndex(empty).owner == owners
+    assert plugin.ParameterIndex(nothing, stems=FAMILIES).owner == owners
 
 
 def test_an_argname_clash_stops_the_run(monkeypatch):
     clashing = types.SimpleNamespace(parameters=lambda inventory: {"redis_queue": []})
-    monkeypatch.setattr(plugin, "FAMILIES", {**FAMILIES, "clash": "x"})
     monkeypatch.setattr(plugin, "family", lambda stem: clashing if stem == "clash" else family(stem))
     with pytest.raises(pytest.UsageError, match="'redis_queue' is handed out by two families, redis and clash"):
-        plugin.ParameterIndex(Inventory(environment="x"))
+        plugin.ParameterIndex(empty("x"), stems=[*FAMILIES, "clash"])
 
 
 def test_summary_family_is_the_stem(run_checks):
@@ -86,3 +94,35 @@ def test_init_writes_the_same_conftest_and_pytest_settings_as_this_repository():
 def test_schema_lists_every_family():
     schema = json.loads((REPO / "inventories" / "inventory.schema.json").read_text())
     assert set(FAMILIES) <= set(schema["properties"])
+
+
+IMPORTED = (
+    "import sys\n"
+    "{run}\n"
+    "print('IMPORTED', ' '.join(sorted(m for m in sys.modules if m.startswith(('opscheck.families.', 'fixtures.')))))"
+)
+
+
+def _imported(run: str) -> set[str]:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", IMPORTED.format(run=run)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("IMPORTED")), None)
+    assert line is not None, proc.stdout + proc.stderr
+    return set(line.split()[1:])
+
+
+def test_a_run_imports_only_the_families_it_has_targets_for(tmp_path):
+    """A hosts-only inventory: its run and its validation import the hosts family alone."""
+    inventory = tmp_path / "local.yml"
+    inventory.write_text(LOCAL)
+    collect = (
+        f"import pytest; pytest.main(['-q', '--collect-only', '--inventory={inventory}', '--reports-dir={tmp_path}'])"
+    )
+    assert _imported(collect) == {"opscheck.families.hosts", "fixtures.hosts"}
+    validate = f"from opscheck.cli import main; main(['validate', '{inventory}'])"
+    # and the checklists family's sign-off file reader: validate checks the file beside every inventory
+    assert _imported(validate) == {"opscheck.families.hosts", "opscheck.families.checklists"}

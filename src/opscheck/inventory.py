@@ -9,103 +9,91 @@ of that family's targets.
 
 import os
 import re
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Any
 
-from pydantic import (
-    BaseModel,
-    Discriminator,
-    Field,
-    SecretStr,
-    Tag,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, SecretStr, TypeAdapter, ValidationError
 
 from opscheck.core import redact
 from opscheck.core.errors import ConfigError
 from opscheck.core.model import Model, Target
 from opscheck.core.yamlfile import YamlDocument, booleans_as_numbers, read_yaml, validation_problems
-from opscheck.families import FAMILIES
-from opscheck.families.alertmanager import Alertmanager
-from opscheck.families.aws import Aws
-from opscheck.families.backups import Backup
-from opscheck.families.certificate_files import CertificateFiles
-from opscheck.families.checklists import ChecklistItem
-from opscheck.families.cloudflare import Cloudflare
-from opscheck.families.commands import CommandTarget
-from opscheck.families.comparisons import Comparison
-from opscheck.families.config_files import ConfigFile
-from opscheck.families.docker import Docker
-from opscheck.families.grafana import Grafana
-from opscheck.families.grpc import GrpcHealth
-from opscheck.families.hosts import Fleet, Host, expand_fleets, host_entry_kind
-from opscheck.families.http import HttpEndpoint
-from opscheck.families.kubernetes import Kubernetes
-from opscheck.families.logs import LogSource
-from opscheck.families.pgbouncer import Pgbouncer
-from opscheck.families.postgres import Postgres
-from opscheck.families.prometheus import Prometheus
-from opscheck.families.redis import Redis
-from opscheck.families.tls import TlsEndpoint
+from opscheck.families import FAMILIES, family
 
-if TYPE_CHECKING:  # after validation every entry is a Host: fleets are expanded in place
-    HostEntries = list[Host]
-else:
-    HostEntries = list[
-        Annotated[Annotated[Host, Tag("host")] | Annotated[Fleet, Tag("fleet")], Discriminator(host_entry_kind)]
-    ]
+if TYPE_CHECKING:  # at run time a family's module is imported only when its section is present
+    from opscheck.families.alertmanager import Alertmanager
+    from opscheck.families.aws import Aws
+    from opscheck.families.backups import Backup
+    from opscheck.families.certificate_files import CertificateFiles
+    from opscheck.families.checklists import ChecklistItem
+    from opscheck.families.cloudflare import Cloudflare
+    from opscheck.families.commands import CommandTarget
+    from opscheck.families.comparisons import Comparison
+    from opscheck.families.config_files import ConfigFile
+    from opscheck.families.docker import Docker
+    from opscheck.families.grafana import Grafana
+    from opscheck.families.grpc import GrpcHealth
+    from opscheck.families.hosts import SECTION as HostEntries
+    from opscheck.families.http import HttpEndpoint
+    from opscheck.families.kubernetes import Kubernetes
+    from opscheck.families.logs import LogSource
+    from opscheck.families.pgbouncer import Pgbouncer
+    from opscheck.families.postgres import Postgres
+    from opscheck.families.prometheus import Prometheus
+    from opscheck.families.redis import Redis
+    from opscheck.families.tls import TlsEndpoint
 
 
 class Defaults(Model):
     timeout: float = Field(default=5, gt=0, le=300, description="seconds per network call")
 
 
-class Inventory(Model):
-    """One environment: everything opscheck checks there. One field per family."""
+class InventoryHead(Model):
+    """What an inventory says besides its sections."""
 
     environment: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
     description: str = ""
     defaults: Defaults = Field(default_factory=Defaults)
-    hosts: HostEntries = Field(
+
+
+class Inventory(InventoryHead):
+    """One environment: everything opscheck checks there. One field per family."""
+
+    # A section's type is its family's SECTION. load() validates only the sections a file
+    # has, each with its family's model, so a run imports the families it checks and no
+    # others; complete() builds the whole model (the JSON Schema, `opscheck schema`).
+
+    hosts: "HostEntries" = Field(
         default_factory=list, description="hosts, and fleets read from Ansible inventories (ansible_inventory)"
     )
-    http: list[HttpEndpoint] = Field(default_factory=list)
-    grpc: list[GrpcHealth] = Field(default_factory=list)
-    tls: list[TlsEndpoint] = Field(default_factory=list)
-    certificate_files: list[CertificateFiles] = Field(default_factory=list)
-    postgres: list[Postgres] = Field(default_factory=list)
-    pgbouncer: list[Pgbouncer] = Field(default_factory=list)
-    redis: list[Redis] = Field(default_factory=list)
-    docker: list[Docker] = Field(default_factory=list)
-    kubernetes: list[Kubernetes] = Field(default_factory=list)
-    logs: list[LogSource] = Field(default_factory=list)
-    commands: list[CommandTarget] = Field(default_factory=list)
-    prometheus: list[Prometheus] = Field(default_factory=list)
-    alertmanager: list[Alertmanager] = Field(default_factory=list)
-    grafana: list[Grafana] = Field(default_factory=list)
-    backups: list[Backup] = Field(default_factory=list)
-    checklists: list[ChecklistItem] = Field(default_factory=list)
-    config_files: list[ConfigFile] = Field(default_factory=list)
-    comparisons: list[Comparison] = Field(default_factory=list)
+    http: "list[HttpEndpoint]" = Field(default_factory=list)
+    grpc: "list[GrpcHealth]" = Field(default_factory=list)
+    tls: "list[TlsEndpoint]" = Field(default_factory=list)
+    certificate_files: "list[CertificateFiles]" = Field(default_factory=list)
+    postgres: "list[Postgres]" = Field(default_factory=list)
+    pgbouncer: "list[Pgbouncer]" = Field(default_factory=list)
+    redis: "list[Redis]" = Field(default_factory=list)
+    docker: "list[Docker]" = Field(default_factory=list)
+    kubernetes: "list[Kubernetes]" = Field(default_factory=list)
+    logs: "list[LogSource]" = Field(default_factory=list)
+    commands: "list[CommandTarget]" = Field(default_factory=list)
+    prometheus: "list[Prometheus]" = Field(default_factory=list)
+    alertmanager: "list[Alertmanager]" = Field(default_factory=list)
+    grafana: "list[Grafana]" = Field(default_factory=list)
+    backups: "list[Backup]" = Field(default_factory=list)
+    checklists: "list[ChecklistItem]" = Field(default_factory=list)
+    config_files: "list[ConfigFile]" = Field(default_factory=list)
+    comparisons: "list[Comparison]" = Field(default_factory=list)
+    aws: "list[Aws]" = Field(default_factory=list)
+    cloudflare: "list[Cloudflare]" = Field(default_factory=list)
 
-    @field_validator("hosts", mode="after")
-    @classmethod
-    def _expand_fleets(cls, entries: list, info: ValidationInfo) -> list:
-        """Fleets become their hosts (Ansible inventory paths are relative to this file)."""
-        base = (info.context or {}).get("base", Path("."))
-        return expand_fleets(entries, base)
-
-    aws: list[Aws] = Field(default_factory=list)
-    cloudflare: list[Cloudflare] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _unique_names(self):
+    def check_references(self) -> None:
+        """Unique names, and targets that name other targets (a log's host, a backup's
+        host, depends_on ...) name real ones: ValueError otherwise."""
         for section in sections():
             seen: set[str] = set()
-            for target in getattr(self, section):
+            for target in self.targets(section):
                 if target.name in seen:
                     raise ValueError(f"{section}: duplicate target name {target.name!r}")
                 seen.add(target.name)
@@ -114,13 +102,10 @@ class Inventory(Model):
             if len(names) != len(set(names)):
                 raise ValueError(f"postgres {pg.name!r}: duplicate assertion names")
         self._references_exist()
-        return self
 
     def _references_exist(self) -> None:
-        """Targets that name other targets (a log's host, a backup's host, ...) name real ones."""
-
         def names(section: str) -> set[str]:
-            return {t.name for t in getattr(self, section)}
+            return {t.name for t in self.targets(section)}
 
         references = [
             *((f"backups {b.name!r}: host", b.host, "hosts") for b in self.backups if b.host),
@@ -162,10 +147,34 @@ class Inventory(Model):
         """The targets of one family (its section)."""
         return getattr(self, stem)
 
+    def families(self) -> list[str]:
+        """The families this inventory has targets for, in the registry's order."""
+        return [stem for stem in FAMILIES if getattr(self, stem)]
+
 
 def sections() -> list[str]:
     """The inventory's target lists, one per family, in the registry's order."""
     return list(FAMILIES)
+
+
+@cache
+def section_type(stem: str) -> TypeAdapter:
+    """The validator of one family's section (built on first use: only present sections)."""
+    return TypeAdapter(family(stem).SECTION)
+
+
+@cache
+def complete() -> type[Inventory]:
+    """The Inventory model with every family's section in it (imports every family)."""
+    types = {name: value for stem in FAMILIES for name, value in vars(family(stem)).items() if isinstance(value, type)}
+    types["HostEntries"] = family("hosts").SECTION
+    Inventory.model_rebuild(_types_namespace=types)
+    return Inventory
+
+
+def empty(environment: str) -> Inventory:
+    """An inventory with no targets."""
+    return Inventory.model_construct(environment=environment)
 
 
 ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -189,12 +198,39 @@ def load(path: str | Path, here: bool = True) -> Inventory:
     problems: list[str] = []
     unset: set[tuple] = set()
     data = _expand(document.data, (), document, problems, unset)
+    context = {"base": Path(path).parent, "here": here}
+    errors: list[Any] = []
+    fields: dict[str, Any] = {}
     try:
-        inventory = Inventory.model_validate(data, context={"base": Path(path).parent, "here": here})
+        raw_head = {k: v for k, v in data.items() if k not in FAMILIES}
+        head = InventoryHead.model_validate(raw_head)
     except ValidationError as exc:
-        problems += validation_problems(document, _untagged(exc.errors(include_input=False)), skip=unset)
+        errors += exc.errors(include_input=False)
     else:
-        problems += [document.problem(loc, "a boolean is not a number") for loc in booleans_as_numbers(data, inventory)]
+        fields.update((name, getattr(head, name)) for name in head.model_fields_set)
+        problems += [
+            document.problem(loc, "a boolean is not a number")
+            for loc in booleans_as_numbers(raw_head, head.model_dump(by_alias=True))
+        ]
+    for stem in (s for s in FAMILIES if s in data):
+        adapter = section_type(stem)
+        try:
+            fields[stem] = adapter.validate_python(data[stem], context=context)
+        except ValidationError as exc:
+            errors += [{**e, "loc": (stem, *e["loc"])} for e in exc.errors(include_input=False)]
+        else:
+            made = adapter.dump_python(fields[stem], by_alias=True)
+            problems += [
+                document.problem((stem, *loc), "a boolean is not a number")
+                for loc in booleans_as_numbers(data[stem], made)
+            ]
+    inventory = Inventory.model_construct(**fields)
+    if not errors:
+        try:
+            inventory.check_references()
+        except ValueError as exc:
+            errors.append({"loc": (), "msg": f"Value error, {exc}"})
+    problems += validation_problems(document, _untagged(errors), skip=unset)
     if problems:
         raise ConfigError(problems)
     _register_secrets(inventory)

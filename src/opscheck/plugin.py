@@ -120,6 +120,29 @@ def _active(config) -> bool:
     return all(checks == p or checks in p.parents for p in paths)
 
 
+def run_families(config) -> list[str]:
+    """The families this run checks: those its inventory has targets for; every family when
+    pytest runs without opscheck (a project's own tests, --help)."""
+    from opscheck.families import FAMILIES  # the registry only: no family module
+
+    if config.pluginmanager.has_plugin("opscheck-session"):
+        from opscheck.core.model import INVENTORY_KEY
+
+        if INVENTORY_KEY in config.stash:
+            return config.stash[INVENTORY_KEY].families()
+    return list(FAMILIES)
+
+
+@pytest.hookimpl(trylast=True)  # after opscheck's pytest_configure has read the inventory
+def load_fixture_modules(config) -> None:
+    """A project's pytest_configure (its conftest.py): load the project's fixture modules
+    (fixtures/<stem>.py) of the families this run checks."""
+    from opscheck.families import fixture_modules
+
+    for module in fixture_modules(run_families(config)):
+        config.pluginmanager.import_plugin(module)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     if not _active(config):

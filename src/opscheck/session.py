@@ -8,13 +8,17 @@ Families are not named here: their sections, check arguments and check modules c
 the registry (opscheck.families.FAMILIES); their fixtures from the project's fixtures/.
 """
 
+import gc
 import os
 import platform
+import time
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from pytest_metadata.plugin import metadata_key
+from pytest_timeout import get_env_settings  # type: ignore[import-untyped]
 
 from opscheck import waivers
 from opscheck.core import markers
@@ -156,19 +160,20 @@ def pytest_report_header(config):
 
 
 class ParameterIndex:
-    """Every check argument of every family, built once per run: argname -> its rows.
+    """Every check argument of every family with targets, built once per run: argname -> its rows.
 
-    Each family's parameters() runs once; pytest_generate_tests then looks an argname up
+    (A family without targets has no module imported and no checks collected.) Each
+    family's parameters() runs once; pytest_generate_tests then looks an argname up
     in a dict, and the pytest.param rows of an argname are built once and shared by every
     check that uses it. Two families handing out the same argname stop the run (exit 4).
     """
 
-    def __init__(self, inventory: Inventory, grouped: bool = False):
+    def __init__(self, inventory: Inventory, grouped: bool = False, stems: Iterable[str] | None = None):
         self.grouped = grouped  # under xdist: mark each row with its target's group
         self.rows: dict[str, list[Param]] = {}
         self.owner: dict[str, str] = {}
         self._built: dict[str, list] = {}
-        for stem in FAMILIES:
+        for stem in inventory.families() if stems is None else stems:
             for argname, rows in family(stem).parameters(inventory).items():
                 if argname in self.owner:
                     raise pytest.UsageError(
@@ -224,10 +229,17 @@ def pytest_collection_modifyitems(config, items):
     if INVENTORY_KEY not in config.stash:
         return
     params = config.stash[PARAMS_KEY]
+    inventory = config.stash[INVENTORY_KEY]
+    # A family without targets: none of its fixtures are loaded (a check module named on the
+    # command line is collected all the same), so its checks are deselected, as elsewhere.
+    absent = {check_module(stem).removesuffix(".py") for stem in FAMILIES if not inventory.targets(stem)}
     keep, deselected, problems = [], [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and any(v is NO_TARGET for v in callspec.params.values()):
+            deselected.append(item)
+            continue
+        if getattr(item, "module", None) is not None and item.module.__name__.rpartition(".")[2] in absent:
             deselected.append(item)
             continue
         marks = list(item.iter_markers())  # one walk over the node chain per check
@@ -329,6 +341,10 @@ def pytest_collection_finish(session):
     if lines and reporter is not None:
         for line in lines:
             reporter.write_line(line)
+    # The checks, the inventory and every imported module live until the run ends: frozen,
+    # they are left out of the collector's sweeps (each automatic one during the run, and
+    # pytest's gc.collect() at its end walk only what the run allocates since).
+    gc.freeze()
 
 
 # --- gathering: every selected target read at once, then the checks judge ----------------
@@ -403,9 +419,79 @@ def pytest_runtestloop(session):
     if getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput"):
         return None  # the xdist controller runs no checks
     phase = config.stash[GATHER_KEY] = GatherPhase(config, session.items)
-    if not hasattr(config, "workerinput"):
-        phase.start()
-    return None
+    if hasattr(config, "workerinput"):
+        return None  # xdist's loop hands this worker its checks
+    phase.start()
+    if session.testsfailed and not config.option.continue_on_collection_errors:
+        return None  # pytest's own loop stops the run, with its message
+    return _run_ready_first(session, phase.gatherer)
+
+
+def _run_ready_first(session, gatherer: Gatherer) -> bool:
+    """pytest's test loop, except that a check whose target is still being read steps aside
+    for the checks after it whose targets are read: one slow target (a Docker engine's two
+    stats samples) holds back its own checks only, and the run ends soon after its reads do.
+    A target's own checks keep pytest's order."""
+    inventory = session.config.stash[INVENTORY_KEY]
+    check_timeout = get_env_settings(session.config).timeout  # pytest-timeout's, per check
+    order = ReadyFirst(
+        session.items, gatherer, lambda t: GATHER_WAIT_TIMEOUTS * inventory.timeout(t) + 5, check_timeout
+    )
+    item = order.next()
+    while item is not None:
+        nextitem = order.next()
+        item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+        if session.shouldfail:
+            raise session.Failed(session.shouldfail)
+        if session.shouldstop:
+            raise session.Interrupted(session.shouldstop)
+        item = nextitem
+    return True
+
+
+class ReadyFirst:
+    """The checks in collection order, those of targets not read yet set aside until they are.
+    When only those are left, the next is the first of the target read first, waited for no
+    longer than a check would wait for its target's reads, nor than a check may take
+    (pytest-timeout): then the first set aside runs, and waits in its call."""
+
+    def __init__(
+        self, items: list, gatherer: Gatherer, wait_seconds: Callable[[Target], float], check_timeout: float | None
+    ):
+        self.items = iter(items)
+        self.gatherer = gatherer
+        self.wait_seconds = wait_seconds
+        self.check_timeout = check_timeout  # a wait here is never longer than a check may take
+        self.waiting: dict[int, tuple[Target, list]] = {}  # id(target) -> (target, its checks set aside)
+
+    def next(self):
+        ready = self._ready()
+        if ready is not None:
+            return self._take(ready)
+        for item in self.items:
+            target = target_of(item)
+            if target is None or (id(target) not in self.waiting and self.gatherer.done(target)):
+                return item
+            self.waiting.setdefault(id(target), (target, []))[1].append(item)
+        if not self.waiting:
+            return None
+        targets = [target for target, _ in self.waiting.values()]
+        deadline = min(self.gatherer.deadline(t, self.wait_seconds(t)) for t in targets)
+        if self.check_timeout:
+            deadline = min(deadline, time.monotonic() + self.check_timeout)
+        self.gatherer.wait_any(targets, deadline)
+        ready = self._ready()
+        return self._take(next(iter(self.waiting)) if ready is None else ready)
+
+    def _ready(self) -> int | None:
+        return next((key for key, (target, _) in self.waiting.items() if self.gatherer.done(target)), None)
+
+    def _take(self, key: int):
+        checks = self.waiting[key][1]
+        item = checks.pop(0)
+        if not checks:
+            del self.waiting[key]
+        return item
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -429,7 +515,8 @@ def _wait_for_target(item) -> None:
         phase.gatherer.wait(target, GATHER_WAIT_TIMEOUTS * item.config.stash[INVENTORY_KEY].timeout(target) + 5)
 
 
-GATHER_WAIT_TIMEOUTS = 4  # a target's reads end within a few of its timeouts; then the check reads itself
+# A target's reads end within a few of its timeouts of their start; then its checks read themselves.
+GATHER_WAIT_TIMEOUTS = 4
 
 
 # --- running: failures read as one message plus the runbook hint --------------------------

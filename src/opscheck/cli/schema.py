@@ -2,11 +2,11 @@
 
 import json
 
-from opscheck.inventory import Inventory
+from opscheck.inventory import complete
 
 
 def schema() -> dict:
-    doc = Inventory.model_json_schema(mode="validation")
+    doc = complete().model_json_schema(mode="validation")
     doc["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     doc["title"] = "opscheck inventory"
     return doc

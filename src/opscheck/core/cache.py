@@ -181,12 +181,22 @@ def stashed_clients(config: Any, family: str, make: Callable[[Any, Any], T]) -> 
     """The run's clients of one family, kept in config.stash: the gather phase, the fixtures
     and other families (logs reads through docker's engines) share them. `make(inventory,
     target)` builds one client; the first caller's `make` is the one used."""
-    key = _STASH_KEYS.setdefault(family, pytest.StashKey[ClientCache]())
+    key = _STASH_KEYS.get(family)
+    if key is not None and key in config.stash:  # every check asks: no lock once it exists
+        return config.stash[key]
     with _STASH_LOCK:
+        key = _STASH_KEYS.setdefault(family, pytest.StashKey[ClientCache]())
         if key not in config.stash:
             inventory = config.stash[INVENTORY_KEY]
-            config.stash[key] = ClientCache(lambda target: make(inventory, target))
+            config.stash[key] = closed_at_end(config, ClientCache(lambda target: make(inventory, target)))
     return config.stash[key]
+
+
+def closed_at_end(config: Any, cache: ClientCache[T]) -> ClientCache[T]:
+    """The cache, its clients closed when the run ends (a check's fixture need not be a
+    session fixture's dependent for that: fewer fixtures per check)."""
+    config.add_cleanup(cache.close)
+    return cache
 
 
 _STASH_KEYS: dict[str, pytest.StashKey] = {}

@@ -126,9 +126,16 @@ class Gatherer:
                 except RuntimeError:  # the pool was shut down: the session is over
                     return
 
+    def deadline(self, target: Any, seconds: float) -> float:
+        """`seconds` after the target's reads started (the monotonic clock)."""
+        with self._lock:
+            span = self.spans.get(id(target))
+        return (span[1] if span else time.monotonic()) + seconds
+
     def wait(self, target: Any, seconds: float) -> bool:
-        """Wait until the target's jobs are done (at most `seconds`); False if they are not."""
-        deadline = time.monotonic() + seconds
+        """Wait until the target's jobs are done, at most until `seconds` after they started;
+        False if they are not."""
+        deadline = self.deadline(target, seconds)
         while True:
             with self._lock:
                 pending = [f for f in self.futures.get(id(target), []) if not f.done()]
@@ -138,6 +145,21 @@ class Gatherer:
             if remaining <= 0:
                 return False
             concurrent.futures.wait(pending, timeout=remaining)
+
+    def done(self, target: Any) -> bool:
+        """Whether the target's jobs are done (without waiting)."""
+        with self._lock:
+            return all(f.done() for f in self.futures.get(id(target), []))
+
+    def wait_any(self, targets: list[Any], deadline: float) -> None:
+        """Wait until one of the targets' jobs are all done, at most until `deadline`."""
+        while True:
+            with self._lock:
+                pending = [[f for f in self.futures.get(id(t), []) if not f.done()] for t in targets]
+            remaining = deadline - time.monotonic()
+            if not all(pending) or remaining <= 0:
+                return
+            concurrent.futures.wait([f for fs in pending for f in fs], timeout=remaining, return_when="FIRST_COMPLETED")
 
     def slowest(self) -> tuple[Any, float, float] | None:
         """(slowest target, its gather seconds, all targets' gather seconds), once all are done."""

@@ -43,7 +43,8 @@ def load(
     except ValidationError as exc:
         raise ConfigError(validation_problems(document, exc.errors(include_input=False))) from None
     problems = [
-        document.problem(loc, "a boolean is not a number") for loc in booleans_as_numbers(document.data, loaded)
+        document.problem(loc, "a boolean is not a number")
+        for loc in booleans_as_numbers(document.data, loaded.model_dump(by_alias=True))
     ]
     problems += check(loaded, document) if check else []
     if problems:

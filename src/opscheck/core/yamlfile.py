@@ -206,8 +206,9 @@ def validation_problems(
     return [document.problem(tuple(e["loc"]), e["msg"]) for e in errors if not skip or tuple(e["loc"]) not in skip]
 
 
-def booleans_as_numbers(data: Any, model: Any) -> list[tuple]:
-    """Where the file has a boolean and the model made it a number (`timeout: yes` is 1 s).
+def booleans_as_numbers(data: Any, made: Any) -> list[tuple]:
+    """Where the file has a boolean and the model made it a number (`timeout: yes` is 1 s);
+    `made` is what the model made of `data`, dumped (model_dump(by_alias=True)).
 
     pydantic's lax mode turns true into 1; strict mode would also refuse the numbers that
     ${VAR} substitution gives as text, so the loader compares the file with the result.
@@ -226,5 +227,5 @@ def booleans_as_numbers(data: Any, model: Any) -> list[tuple]:
             for i, (value, result) in enumerate(zip(raw, made, strict=True)):
                 walk(value, result, loc + (i,))
 
-    walk(data, model.model_dump(by_alias=True), ())
+    walk(data, made, ())
     return found

@@ -13,6 +13,7 @@ It imports its client library only when a check first needs it (core/lazy.py).
 """
 
 import importlib
+from collections.abc import Iterable
 from types import ModuleType
 
 FAMILIES: dict[str, str] = {
@@ -45,9 +46,9 @@ def family(stem: str) -> ModuleType:
     return importlib.import_module(FAMILIES[stem])
 
 
-def fixture_modules() -> list[str]:
-    """The project's fixture modules, one per family: what the root conftest.py loads."""
-    return [f"fixtures.{stem}" for stem in FAMILIES]
+def fixture_modules(stems: Iterable[str] = FAMILIES) -> list[str]:
+    """The project's fixture modules of these families: what the root conftest.py loads."""
+    return [f"fixtures.{stem}" for stem in stems]
 
 
 def check_module(stem: str) -> str:

@@ -26,6 +26,9 @@ class Alertmanager(ApiTarget):
     )
 
 
+SECTION = list[Alertmanager]  # the inventory's `alertmanager:` section
+
+
 def parameters(inventory) -> dict[str, list[Param]]:
     """Check arguments of the alertmanager family."""
     ams = inventory.alertmanager

@@ -1101,6 +1101,9 @@ def rows_of(target: Aws, marked: bool = True) -> dict[str, list[Param]]:
     }
 
 
+SECTION = list[Aws]  # the inventory's `aws:` section
+
+
 def parameters(inventory) -> dict[str, list[Param]]:
     """Check arguments of the aws family."""
     found: dict[str, list[Param]] = {argname: [] for argname in ARGNAMES}

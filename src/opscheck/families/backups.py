@@ -286,6 +286,9 @@ def _literal_prefix(pattern: str) -> str:
     return "/".join(literal) or "/"
 
 
+SECTION = list[Backup]  # the inventory's `backups:` section
+
+
 def parameters(inventory) -> dict[str, list[Param]]:
     """Check arguments of the backups family."""
     return {

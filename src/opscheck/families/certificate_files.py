@@ -152,6 +152,9 @@ def _public_from_private(data: bytes, facts: FileFacts) -> bytes | None:
     return public
 
 
+SECTION = list[CertificateFiles]  # the inventory's `certificate_files:` section
+
+
 def parameters(inventory) -> dict[str, list[Param]]:
     """Check arguments of the certificate_files family."""
     files = inventory.certificate_files

@@ -133,6 +133,9 @@ def signoff_command(item: str, inventory_path: str | Path) -> str:
     return f"opscheck signoff {item} --by YOUR_NAME --inventory {inventory_path} [--evidence URL] [--note TEXT]"
 
 
+SECTION = list[ChecklistItem]  # the inventory's `checklists:` section
+
+
 def parameters(inventory) -> dict[str, list[Param]]:
     """Check arguments of the checklists family: one sign-off check per manual item."""
     return {

@@ -345,6 +345,9 @@ def rows_of(target: Cloudflare) -> dict[str, list[Param]]:
     }
 
 
+SECTION = list[Cloudflare]  # the inventory's `cloudflare:` section
+
+
 def parameters(inventory) -> dict[str, list[Param]]:
     """Check arguments of the cloudflare family."""
     found: dict[str, list[Param]] = {argname: [] for argname in ARGNAMES}

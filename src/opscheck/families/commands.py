@@ -469,6 +469,9 @@ def _marks(target: CommandTarget, command: Command) -> list:
     return [*check_marks(command), mark(domain)]
 
 
+SECTION = list[CommandTarget]  # the inventory's `commands:` section
+
+
 def parameters(inventory) -> dict[str, list[Param]]:
     """Check arguments of the commands family: one row per command, with the inventory's markers."""
     rows = [(c, Param(Item(t, c), f"{t.name}:{c.name}", t, _marks(t, c))) for t in inventory.commands for c in t.run]

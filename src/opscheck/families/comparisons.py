@@ -151,6 +151,9 @@ class ComparisonReader:
         return value * side.scale, f"{side.shown} {fmt(value * side.scale)}"
 
 
+SECTION = list[Comparison]  # the inventory's `comparisons:` section
+
+
 def parameters(inventory) -> dict[str, list[Param]]:
     """One check per comparison; its markers (severity, schedule, domain) come from the entry."""
     return {

@@ -144,6 +144,9 @@ class ConfigFileReader(TargetReader):
             raise OpscheckError(f"{target.shown}: not valid {target.format} ({type(exc).__name__})") from None
 
 
+SECTION = list[ConfigFile]  # the inventory's `config_files:` section
+
+
 def parameters(inventory) -> dict[str, list[Param]]:
     """One check per condition on a key."""
     files = inventory.config_files

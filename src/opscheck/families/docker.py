@@ -219,6 +219,7 @@ class DockerEngine:
         self._listing: list[dict] | None = None
         self._inspected: dict[str, dict] = {}
         self._stats: dict[str, Stats | str] | None = None
+        self._stats_lock = threading.Lock()  # the sweep takes seconds: the other reads go on
         self._exec: dict[str, HostFacts | str] = {}
         self._exec_client: docker.APIClient | None = None
         self._exec_clients: dict[float, docker.APIClient] = {}
@@ -300,19 +301,21 @@ class DockerEngine:
                 self._inspected[container_id] = self._call("inspect", api.inspect_container, container_id)
             return self._inspected[container_id]
 
-    def find(self, spec: Container) -> list[dict]:
-        """The inspected containers that stand for an expected container (several for a scaled service)."""
+    def listed(self, spec: Container) -> list[dict]:
+        """The listing's entries that stand for an expected container (several for a scaled service)."""
         if spec.service:
-            ids = [
-                c["Id"]
+            return [
+                c
                 for c in self.listing()
                 if (c.get("Labels") or {}).get(COMPOSE_PROJECT) == self.target.compose_project
                 and (c.get("Labels") or {}).get(COMPOSE_SERVICE) == spec.service
             ]
-        else:
-            wanted = "/" + (spec.container or spec.name)
-            ids = [c["Id"] for c in self.listing() if wanted in (c.get("Names") or [])]
-        return sorted((self.inspect(i) for i in ids), key=lambda c: c["Name"])
+        wanted = "/" + (spec.container or spec.name)
+        return [c for c in self.listing() if wanted in (c.get("Names") or [])]
+
+    def find(self, spec: Container) -> list[dict]:
+        """The inspected containers that stand for an expected container."""
+        return sorted((self.inspect(c["Id"]) for c in self.listed(spec)), key=lambda c: c["Name"])
 
     def require(self, spec: Container) -> list[dict]:
         found = self.find(spec)
@@ -324,11 +327,7 @@ class DockerEngine:
     # --- stats: one concurrent sweep per engine ---------------------------------------
 
     def stats(self, container_id: str) -> Stats:
-        with self._lock:
-            if self._stats is None:
-                running = {c["Id"] for spec in self.target.expected() for c in self.find(spec) if c["State"]["Running"]}
-                self._stats = self.sweep_stats(sorted(running))
-        result = self._stats.get(container_id)
+        result = self.all_stats().get(container_id)
         if result is None:
             container = self.inspect(container_id)
             raise OpscheckError(
@@ -338,6 +337,16 @@ class DockerEngine:
         if isinstance(result, str):
             raise OpscheckError(result)
         return result
+
+    def all_stats(self) -> dict[str, Stats | str]:
+        """The stats of every expected running container (as listed), swept once."""
+        with self._stats_lock:
+            if self._stats is None:
+                running = {
+                    c["Id"] for spec in self.target.expected() for c in self.listed(spec) if c.get("State") == "running"
+                }
+                self._stats = self.sweep_stats(sorted(running))
+            return self._stats
 
     def sweep_stats(self, ids: list[str]) -> dict[str, Stats | str]:
         """Stats of many containers at once: about one second in all, not one per container.
@@ -383,15 +392,21 @@ class DockerEngine:
         container inspected, and (when a selected check needs them) the stats sweep and the
         opt-in state inside each container."""
         self.client()
+        sweep = None
+        if stats:  # its two samples a second apart go on while the containers are inspected
+            sweep = threading.Thread(target=self._sweep_quietly, name=f"opscheck-stats {self.target.name}", daemon=True)
+            sweep.start()
         for spec in self.target.expected():
             found = self.find(spec)
             if inside and found and (spec.processes or spec.ports or spec.files):
                 with contextlib.suppress(OpscheckError):  # kept for the in-container checks
                     self.inside(found[0], spec)
-        if stats:
-            running = [c["Id"] for spec in self.target.expected() for c in self.find(spec) if c["State"]["Running"]]
-            if running:
-                self.stats(running[0])
+        if sweep is not None:
+            sweep.join()
+
+    def _sweep_quietly(self) -> None:
+        with contextlib.suppress(Exception):  # a failed listing is the checks' to report
+            self.all_stats()
 
     # --- events and exec --------------------------------------------------------------
 
@@ -522,6 +537,9 @@ def probe_script(destination: str, seconds: int) -> str:
 
 
 # --- parametrization ----------------------------------------------------------------------
+
+
+SECTION = list[Docker]  # the inventory's `docker:` section
 
 
 def parameters(inventory) -> dict[str, list[Param]]:

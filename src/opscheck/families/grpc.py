@@ -139,6 +139,9 @@ class GrpcHealthClient(TargetReader):
             self._channel.close()
 
 
+SECTION = list[GrpcHealth]  # the inventory's `grpc:` section
+
+
 def parameters(inventory) -> dict[str, list[Param]]:
     """Check arguments of the grpc family: one row per target."""
     return {"grpc_endpoint": [Param(t, t.name, t) for t in inventory.grpc]}

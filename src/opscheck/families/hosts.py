@@ -28,9 +28,18 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from opscheck.core import ansible
 from opscheck.core.cache import TargetReader
@@ -1008,3 +1017,17 @@ def host_entry_kind(value: Any) -> str:
     if isinstance(value, dict):
         return "fleet" if "ansible_inventory" in value else "host"
     return "fleet" if isinstance(value, Fleet) else "host"
+
+
+def _expand_in_place(entries: list[Host | Fleet], info: ValidationInfo) -> list[Host]:
+    """Fleets become their hosts (Ansible inventory paths are relative to the inventory file)."""
+    return expand_fleets(entries, (info.context or {}).get("base", Path(".")))
+
+
+if TYPE_CHECKING:  # after validation every entry is a Host: fleets are expanded in place
+    SECTION = list[Host]
+else:  # the inventory's `hosts:` section: hosts and fleets, told apart by ansible_inventory
+    SECTION = Annotated[
+        list[Annotated[Annotated[Host, Tag("host")] | Annotated[Fleet, Tag("fleet")], Discriminator(host_entry_kind)]],
+        AfterValidator(_expand_in_place),
+    ]

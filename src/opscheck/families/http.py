@@ -450,6 +450,9 @@ def decode_jwt(token: str, shown: str) -> tuple[dict, dict]:
     return header, claims
 
 
+SECTION = list[HttpEndpoint]  # the inventory's `http:` section
+
+
 def parameters(inventory) -> dict[str, list[Param]]:
     """Check arguments of the http family; the markers come from each endpoint's entry."""
 

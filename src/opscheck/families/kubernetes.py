@@ -1382,6 +1382,9 @@ def read_pod_logs(
 # --- parametrization --------------------------------------------------------------------------
 
 
+SECTION = list[Kubernetes]  # the inventory's `kubernetes:` section
+
+
 def parameters(inventory) -> dict[str, list[Param]]:
     """Check arguments of the kubernetes family: clusters, namespaces, and named objects."""
     clusters = inventory.kubernetes

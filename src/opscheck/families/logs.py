@@ -968,6 +968,9 @@ def state_key(source: LogSource) -> str:
     return f"logs:{source.name}:file"
 
 
+SECTION = list[LogSource]  # the inventory's `logs:` section
+
+
 def parameters(inventory) -> dict[str, list[Param]]:
     """Check arguments of the logs family; patterns carry the inventory's markers."""
     sources = inventory.logs

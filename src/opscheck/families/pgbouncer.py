@@ -105,6 +105,9 @@ class PgbouncerClient(TargetReader):
             self._conn.close()
 
 
+SECTION = list[Pgbouncer]  # the inventory's `pgbouncer:` section
+
+
 def parameters(inventory) -> dict[str, list[Param]]:
     """Check arguments of the pgbouncer family."""
     return {"pgbouncer": [Param(p, p.name, p) for p in inventory.pgbouncer]}

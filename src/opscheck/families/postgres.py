@@ -419,6 +419,9 @@ class PostgresClient:
             self._conn.close()
 
 
+SECTION = list[Postgres]  # the inventory's `postgres:` section
+
+
 def parameters(inventory) -> dict[str, list[Param]]:
     """Check arguments of the postgres family; SQL assertions carry the inventory's markers."""
     targets = inventory.postgres

@@ -73,6 +73,9 @@ def labels_text(labels: dict) -> str:
     return f"{name}{{{rest}}}"
 
 
+SECTION = list[Prometheus]  # the inventory's `prometheus:` section
+
+
 def parameters(inventory) -> dict[str, list[Param]]:
     """Check arguments of the prometheus family."""
     proms = inventory.prometheus

@@ -189,6 +189,9 @@ class RedisClient(TargetReader):
 COUNTERS = {"list": "LLEN", "stream": "XLEN", "zset": "ZCARD", "set": "SCARD", "hash": "HLEN"}
 
 
+SECTION = list[Redis]  # the inventory's `redis:` section
+
+
 def parameters(inventory) -> dict[str, list[Param]]:
     """Check arguments of the redis family."""
     targets = inventory.redis

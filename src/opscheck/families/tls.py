@@ -339,6 +339,9 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+SECTION = list[TlsEndpoint]  # the inventory's `tls:` section
+
+
 def parameters(inventory) -> dict[str, list[Param]]:
     """Check arguments of the tls family."""
     endpoints = inventory.tls

@@ -1,0 +1,55 @@
+"""The order checks run in: a check whose target is still being read steps aside for the
+checks after it whose targets are read, so one slow target holds back its own checks only
+(and the run ends soon after its reads do); with every target read, the order is pytest's.
+
+The order is read from junit.xml, which lists the checks as they ran.
+"""
+
+import xml.etree.ElementTree as ET
+
+from tests.conftest import run_suite
+from tests.servers import HttpServer, Route
+
+SLOW_SECONDS = 2.0
+
+
+def ran(result) -> list[str]:
+    """The checks' names (with their ids) in the order they ran."""
+    junit = result.reports_dir / "selftest-order" / "latest" / "junit.xml"
+    return [case.get("name") for case in ET.parse(junit).getroot().iter("testcase")]
+
+
+def inventory(server, slow_path: str) -> dict:
+    return {
+        "environment": "selftest-order",
+        "http": [  # the slow endpoint first: pytest alone would run its checks first
+            {"name": "slow", "url": server.url(slow_path), "max_latency_ms": 10_000},
+            {"name": "fast", "url": server.url("/fast")},
+        ],
+    }
+
+
+def test_a_slow_target_runs_its_checks_after_the_others(tmp_path):
+    routes = {"/slow": Route(body="ok", delay=SLOW_SECONDS), "/fast": Route(body="ok")}
+    with HttpServer(routes) as server:
+        result = run_suite(inventory(server, "/slow"), tmp_path, "-m", "daily")
+    assert result.rc == 0, result.output
+    order = ran(result)
+    slow = [i for i, name in enumerate(order) if name.endswith("[slow]")]
+    fast = [i for i, name in enumerate(order) if name.endswith("[fast]")]
+    assert slow and fast, order
+    assert max(fast) < min(slow), f"a fast check ran after a slow one: {order}"
+    assert all(c["outcome"] == "passed" for c in result.checks.values()), "the slow checks waited for their reads"
+
+
+def test_a_targets_checks_keep_pytests_order(tmp_path):
+    routes = {"/quick": Route(body="ok"), "/fast": Route(body="ok")}
+    with HttpServer(routes) as server:
+        collected = run_suite(inventory(server, "/quick"), tmp_path / "collect", "-m", "daily", "--collect-only", "-q")
+        result = run_suite(inventory(server, "/quick"), tmp_path / "run", "-m", "daily")
+    assert result.rc == 0, result.output
+    ids = [line.split("::")[-1] for line in collected.output.splitlines() if "::" in line]
+    assert ids and set(ran(result)) == set(ids)
+    # a target read a moment later than the next one may step aside: compare each target's own order
+    for name in ("slow", "fast"):
+        assert [i for i in ran(result) if i.endswith(f"[{name}]")] == [i for i in ids if i.endswith(f"[{name}]")]
