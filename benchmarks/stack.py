@@ -77,6 +77,24 @@ def serial(commands: list[list[str]], env: dict) -> float:
     return time.perf_counter() - start
 
 
+def settle(prom_url: str, seconds: float = 30) -> None:
+    """Wait until Prometheus has scraped its targets (all up) and connected its Alertmanager."""
+    import requests
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            targets = requests.get(f"{prom_url}/api/v1/targets", timeout=2).json()["data"]["activeTargets"]
+            managers = requests.get(f"{prom_url}/api/v1/alertmanagers", timeout=2).json()["data"]
+            if targets and all(t["health"] == "up" for t in targets) and managers["activeAlertmanagers"]:
+                time.sleep(1)
+                return
+        except (requests.RequestException, KeyError, ValueError):
+            pass
+        time.sleep(0.5)
+    sys.exit(f"Prometheus at {prom_url} did not settle in {seconds:g} s")
+
+
 def timed(command: list[str], env: dict | None = None) -> tuple[float, str]:
     start = time.perf_counter()
     proc = subprocess.run(command, cwd=HERE, capture_output=True, text=True, env=env)
@@ -107,8 +125,9 @@ def main() -> None:
         started.append(engine)
         names = [f"app{i}" for i in range(5)]
         engine.run_many({n: ("while :; do echo tick; sleep 1; done", {}) for n in names})
+        rules = [{"name": "bench", "rules": [{"alert": "TargetDown", "expr": "up == 0", "for": "1m"}]}]
         prom = PrometheusServer(
-            {"alertmanager": [am.url.removeprefix("http://")]}, [], [am.url.removeprefix("http://")]
+            {"alertmanager": [am.url.removeprefix("http://")]}, rules, [am.url.removeprefix("http://")]
         )
         prom.start()
         started.append(prom)
@@ -149,8 +168,8 @@ def main() -> None:
             collect_cmd = [*base, "-q", "--collect-only"]
             peers = peer_commands(pgs, redises, sites.values(), pki, engine, names, prom, am)
             env = {**os.environ, "PGPASSWORD": "pw"}
-            time.sleep(3)  # Prometheus scrapes once, containers log a few lines
-            collects, opschecks, slowest, serials, checks = [], [], [], [], ""
+            settle(prom.url)  # Prometheus has scraped and found its Alertmanager; containers log a few lines
+            collects, opschecks, slowest, serials, checks, failures = [], [], [], [], "", []
             for _ in range(args.runs):
                 collects.append(timed(collect_cmd)[0])
                 elapsed, out = timed(run_cmd)
@@ -159,6 +178,9 @@ def main() -> None:
                 if found:
                     slowest.append((float(found.group(4)), found.group(3)))
                 checks = out.strip().splitlines()[-1]
+                failures = [line for line in out.splitlines() if line.startswith("FAILED")]
+                if "warnings summary" in out:  # a healthy run has none
+                    failures += out.split("warnings summary", 1)[1].split("-- Docs", 1)[0].strip().splitlines()
                 serials.append(serial(peers, env))
     finally:
         for service in reversed(started):
@@ -180,6 +202,8 @@ def main() -> None:
     print(f"| serial peers (check_postgres, check_http, redis-cli, curl, docker, openssl) | {median(serials):.2f} |")
     print(f"| opscheck / serial peers | {ratio:.2f} x (target <= 0.5: {'met' if ratio <= 0.5 else 'NOT met'}) |")
     print(f"command: {' '.join(run_cmd)}")
+    for line in failures:  # of the last run: a healthy stack has none
+        print(line[:300])
 
 
 if __name__ == "__main__":

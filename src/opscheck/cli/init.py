@@ -29,6 +29,8 @@ timeout_method = "signal"
 xfail_strict = true
 junit_family = "xunit2"
 junit_logging = "no"
+# requests looks for SOCKS support when a family first imports it (during the run): not a check's warning
+filterwarnings = ["ignore:SOCKS support in urllib3 requires"]
 """
 
 FOLDERS = {"checks": "opscheck.project.checks", "fixtures": "opscheck.project.fixtures"}
