@@ -31,7 +31,7 @@ import yaml
 from replicas.base import Drill, Replica
 from replicas.parts import MONITOR_PASSWORD, MONITOR_USER, Front, FrontSite, pg_setup, reload, script
 from tests.servers import HttpServer, PostgresServer, RedisServer, Route
-from tests.servers_aws import ACCOUNT, REGION, AwsFront, MotoServer, epoch
+from tests.servers_aws import ACCOUNT, REGION, AwsFront, MotoServer, epoch, load_balancer
 from tests.servers_docker import DockerEngineServer
 from tests.servers_http_auth import PASSWORD, USER, JwtApi
 from tests.servers_tls import Pki, Site
@@ -269,14 +269,7 @@ class AccuNode(Replica):
                 "message": f"(service {SERVICE}) has reached a steady state.",
             }
         ]
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnets = [
-            ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{z}")["Subnet"][
-                "SubnetId"
-            ]
-            for i, z in ((1, "a"), (2, "b"))
-        ]
-        lb = elb.create_load_balancer(Name="accunode-alb", Subnets=subnets)["LoadBalancers"][0]
+        vpc, _, lb = load_balancer(ec2, elb)
         group = elb.create_target_group(Name=SERVICE, Protocol="HTTP", Port=8000, VpcId=vpc, TargetType="ip")
         self.target_group = group["TargetGroups"][0]["TargetGroupArn"]
         elb.create_listener(

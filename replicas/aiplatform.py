@@ -17,7 +17,6 @@ real pg_dump of the replica's database).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -30,7 +29,7 @@ import requests
 
 from replicas.base import Drill, Replica, parallel
 from replicas.parts import MONITOR_PASSWORD, MONITOR_USER, Front, FrontSite, pg_setup
-from tests.servers import HttpServer, PostgresServer, Route, Service, closed_port, wait_for
+from tests.servers import HttpServer, PostgresServer, Route, Service, closed_port, send_json, wait_for
 from tests.servers_aws import MotoServer
 from tests.servers_cloudflare import CloudflareApi
 from tests.servers_docker import DockerEngineServer
@@ -160,13 +159,7 @@ class GrafanaApi(Service):
                 pass
 
             def do_GET(self):
-                status, body = grafana.answer(self.path, self.headers.get("Authorization", ""))
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, *grafana.answer(self.path, self.headers.get("Authorization", "")))
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

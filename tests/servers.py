@@ -365,6 +365,18 @@ class RedisServer(Service):
 # --- HTTP ---------------------------------------------------------------------------------
 
 
+def send_json(handler, status: int, body, headers: dict | None = None) -> None:
+    """Answer a test server's request with a JSON body (and these extra headers)."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 @dataclass
 class Route:
     status: int = 200

@@ -282,6 +282,17 @@ def epoch(ago: timedelta) -> float:
     return (datetime.now(UTC) - ago).timestamp()
 
 
+def load_balancer(ec2, elb, name: str = "accunode-alb") -> tuple[str, list[str], dict]:
+    """A VPC with two subnets (zones a and b) and an application load balancer across them:
+    (the VPC's id, the subnets' ids, the load balancer)."""
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{z}")["Subnet"]["SubnetId"]
+        for i, z in ((1, "a"), (2, "b"))
+    ]
+    return vpc, subnets, elb.create_load_balancer(Name=name, Subnets=subnets)["LoadBalancers"][0]
+
+
 def seed_small_stack(url: str, key: str = "AKIDOPSCHECKBENCH", secret: str = "bench-Secret-1") -> None:
     """One ECS service (3 of 3 running), one target group with 3 healthy targets behind an ALB,
     one RDS instance with an hour of metrics, five alarms: the benchmark's stack."""
@@ -306,12 +317,7 @@ def seed_small_stack(url: str, key: str = "AKIDOPSCHECKBENCH", secret: str = "be
         )
     finally:
         del os.environ["MOTO_ECS_SERVICE_RUNNING"]
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{z}")["Subnet"]["SubnetId"]
-        for i, z in ((1, "a"), (2, "b"))
-    ]
-    lb = elb.create_load_balancer(Name="accunode-alb", Subnets=subnets)["LoadBalancers"][0]
+    vpc, _, lb = load_balancer(ec2, elb)
     group = elb.create_target_group(Name="accunode-api", Protocol="HTTP", Port=80, VpcId=vpc, TargetType="ip")
     arn = group["TargetGroups"][0]["TargetGroupArn"]
     elb.create_listener(

@@ -15,7 +15,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from tests.servers import free_port
+from tests.servers import free_port, send_json
 
 
 class CloudflareApi:
@@ -59,16 +59,7 @@ class CloudflareApi:
         self.server.shutdown()
         self.server.server_close()
 
-    @staticmethod
-    def send(request, status: int, body: dict, headers: dict | None = None) -> None:
-        data = json.dumps(body).encode()
-        request.send_response(status)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            request.send_header(name, value)
-        request.end_headers()
-        request.wfile.write(data)
+    send = staticmethod(send_json)
 
     @staticmethod
     def envelope(result=None, errors=None, **extra) -> dict:

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 
 import jwt
 
-from tests.servers import Service
+from tests.servers import Service, send_json
 from tests.servers_tls import Nginx, Site
 
 SECRET = "opscheck-jwt-secret-8841-0123456789abcdef"
@@ -44,12 +44,7 @@ class JwtApi(Service):
                 pass
 
             def _reply(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, body)
 
             def do_POST(self):  # noqa: N802
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()

@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import run_suite
 from tests.servers import closed_port
-from tests.servers_aws import ACCOUNT, REGION, AwsFront, MotoServer, epoch
+from tests.servers_aws import ACCOUNT, REGION, AwsFront, MotoServer, epoch, load_balancer
 
 # the module's emulator set-up (about 80 calls to moto) and one suite run of ~110 checks: a
 # few seconds alone, much more on a loaded 2-core machine
@@ -118,14 +118,7 @@ def aws(tmp_path_factory):
             ecs.create_service(cluster=cluster, serviceName="api", taskDefinition="api", desiredCount=1)
             del os.environ["MOTO_ECS_SERVICE_RUNNING"]
         # ALB, two target groups: "api" (3 healthy ip targets), "web" (one target on a stopped instance)
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnets = [
-            ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{z}")["Subnet"][
-                "SubnetId"
-            ]
-            for i, z in ((1, "a"), (2, "b"))
-        ]
-        lb = elb.create_load_balancer(Name="accunode-alb", Subnets=subnets)["LoadBalancers"][0]
+        vpc, subnets, lb = load_balancer(ec2, elb)
         groups = {}
         for name, kind in (("api", "ip"), ("web", "instance")):
             groups[name] = elb.create_target_group(Name=name, Protocol="HTTP", Port=80, VpcId=vpc, TargetType=kind)[

@@ -204,11 +204,12 @@ def pytest_ignore_collect(collection_path, config):
     """A family without targets: its check module is not even imported (a header line says so)."""
     if INVENTORY_KEY not in config.stash or collection_path.suffix != ".py":
         return None
-    inventory = config.stash[INVENTORY_KEY]
-    for stem in FAMILIES:
-        if collection_path.name == check_module(stem) and not inventory.targets(stem):
-            return True
-    return None
+    return True if collection_path.name in _without_targets(config.stash[INVENTORY_KEY]) else None
+
+
+def _without_targets(inventory: Inventory) -> set[str]:
+    """The check modules (file names) of the families the inventory has no targets for."""
+    return {check_module(stem) for stem in FAMILIES if not inventory.targets(stem)}
 
 
 def pytest_generate_tests(metafunc):
@@ -229,17 +230,16 @@ def pytest_collection_modifyitems(config, items):
     if INVENTORY_KEY not in config.stash:
         return
     params = config.stash[PARAMS_KEY]
-    inventory = config.stash[INVENTORY_KEY]
     # A family without targets: none of its fixtures are loaded (a check module named on the
     # command line is collected all the same), so its checks are deselected, as elsewhere.
-    absent = {check_module(stem).removesuffix(".py") for stem in FAMILIES if not inventory.targets(stem)}
+    absent = _without_targets(config.stash[INVENTORY_KEY])
     keep, deselected, problems = [], [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and any(v is NO_TARGET for v in callspec.params.values()):
             deselected.append(item)
             continue
-        if getattr(item, "module", None) is not None and item.module.__name__.rpartition(".")[2] in absent:
+        if item.path.name in absent:
             deselected.append(item)
             continue
         marks = list(item.iter_markers())  # one walk over the node chain per check

@@ -188,15 +188,10 @@ def stashed_clients(config: Any, family: str, make: Callable[[Any, Any], T]) -> 
         key = _STASH_KEYS.setdefault(family, pytest.StashKey[ClientCache]())
         if key not in config.stash:
             inventory = config.stash[INVENTORY_KEY]
-            config.stash[key] = closed_at_end(config, ClientCache(lambda target: make(inventory, target)))
+            config.stash[key] = cache = ClientCache(lambda target: make(inventory, target))
+            # closed when the run ends: a check's fixture need not depend on a session fixture for it
+            config.add_cleanup(cache.close)
     return config.stash[key]
-
-
-def closed_at_end(config: Any, cache: ClientCache[T]) -> ClientCache[T]:
-    """The cache, its clients closed when the run ends (a check's fixture need not be a
-    session fixture's dependent for that: fewer fixtures per check)."""
-    config.add_cleanup(cache.close)
-    return cache
 
 
 _STASH_KEYS: dict[str, pytest.StashKey] = {}

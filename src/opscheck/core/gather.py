@@ -135,16 +135,8 @@ class Gatherer:
     def wait(self, target: Any, seconds: float) -> bool:
         """Wait until the target's jobs are done, at most until `seconds` after they started;
         False if they are not."""
-        deadline = self.deadline(target, seconds)
-        while True:
-            with self._lock:
-                pending = [f for f in self.futures.get(id(target), []) if not f.done()]
-            remaining = deadline - time.monotonic()
-            if not pending:
-                return True
-            if remaining <= 0:
-                return False
-            concurrent.futures.wait(pending, timeout=remaining)
+        self.wait_any([target], self.deadline(target, seconds))
+        return self.done(target)
 
     def done(self, target: Any) -> bool:
         """Whether the target's jobs are done (without waiting)."""
