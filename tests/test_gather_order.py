@@ -53,3 +53,27 @@ def test_a_targets_checks_keep_pytests_order(tmp_path):
     # a target read a moment later than the next one may step aside: compare each target's own order
     for name in ("slow", "fast"):
         assert [i for i in ran(result) if i.endswith(f"[{name}]")] == [i for i in ids if i.endswith(f"[{name}]")]
+
+
+def test_a_targets_gather_counts_from_when_its_family_was_asked():
+    """A family may prepare in its gather hook (docker imports its SDK there): the run's
+    "slowest target" figure and the wait deadlines count that time too, and a target's reads
+    are done (and stay done) once its jobs are."""
+    import time
+
+    from opscheck.core.gather import Gatherer, Job
+
+    class Target:
+        name = "t"
+
+    target, gatherer = Target(), Gatherer(2)
+    asked = time.monotonic() - 3.0  # as if the hook had spent 3 s preparing
+    try:
+        assert gatherer.start([Job(target, lambda: time.sleep(0.05))], since=asked) == 1
+        assert gatherer.wait(target, 10)
+        assert gatherer.done(target) and gatherer.done(target)
+        _, seconds, _ = gatherer.slowest()
+        assert seconds >= 3.0, seconds
+        assert gatherer.deadline(target, 10) == asked + 10
+    finally:
+        gatherer.close()

@@ -296,7 +296,7 @@ def hint_of(item) -> str:
 
 def family_of(item) -> str:
     """The family of a check: its module's stem (checks/test_redis.py -> redis)."""
-    return item.module.__name__.rpartition(".")[2].removeprefix("test_") if item.module else ""
+    return item.path.stem.removeprefix("test_") if item.path.suffix == ".py" else ""
 
 
 def _attach_properties(item, target: Target | None, names: list[str], hint: str) -> None:
@@ -385,8 +385,9 @@ class GatherPhase:
                 chosen.checks.setdefault(stem, {})[id(target)] = self.selection.checks[stem][id(target)]
         for targets_of in chosen.checks.values():
             self.started.update(targets_of)  # keyed by id(target)
+        asked = time.monotonic()  # a family may prepare in its hook (docker imports its SDK)
         for jobs in self.config.hook.pytest_opscheck_gather(config=self.config, selection=chosen):
-            self.gatherer.start(jobs or [])
+            self.gatherer.start(jobs or [], since=asked)
 
 
 def _queued_items(session) -> list:
@@ -511,7 +512,7 @@ def _wait_for_target(item) -> None:
     check's failure, not an error."""
     phase = item.config.stash.get(GATHER_KEY, None)
     target = target_of(item) if phase is not None else None
-    if target is not None:
+    if target is not None and not phase.gatherer.done(target):
         phase.gatherer.wait(target, GATHER_WAIT_TIMEOUTS * item.config.stash[INVENTORY_KEY].timeout(target) + 5)
 
 

@@ -95,10 +95,12 @@ class Gatherer:
         self._lock = threading.Lock()
         self.futures: dict[int, list[Future]] = {}  # id(target) -> its jobs' futures
         self.spans: dict[int, list] = {}  # id(target) -> [target, first start, last end]
+        self._finished: set[int] = set()  # targets whose jobs are all done (asked per check)
 
-    def start(self, jobs: Iterable[Job]) -> int:
+    def start(self, jobs: Iterable[Job], since: float | None = None) -> int:
         """Submit jobs; returns how many. A target's first job leads: the others follow once it
-        is done, so a dead target is tried once (they then fail at once, "blocked")."""
+        is done, so a dead target is tried once (they then fail at once, "blocked"). A target's
+        reads count as started `since` (the monotonic clock; default now)."""
         by_target: dict[int, list[Job]] = {}
         for job in jobs:
             by_target.setdefault(id(job.target), []).append(job)
@@ -106,14 +108,14 @@ class Gatherer:
             if self._pool is None and by_target:
                 self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="opscheck-gather")
             for lead, *rest in by_target.values():
-                self._submit(lead, rest)
+                self._submit(lead, rest, since)
         return sum(len(group) for group in by_target.values())
 
-    def _submit(self, job: Job, followers: list[Job]) -> None:
+    def _submit(self, job: Job, followers: list[Job], since: float | None = None) -> None:
         assert self._pool is not None
         future = self._pool.submit(self._lead, job, followers)
         self.futures.setdefault(id(job.target), []).append(future)
-        self.spans.setdefault(id(job.target), [job.target, time.monotonic(), None])
+        self.spans.setdefault(id(job.target), [job.target, since or time.monotonic(), None])
 
     def _lead(self, job: Job, followers: list[Job]) -> None:
         _run(job)
@@ -140,8 +142,14 @@ class Gatherer:
 
     def done(self, target: Any) -> bool:
         """Whether the target's jobs are done (without waiting)."""
+        key = id(target)
+        if key in self._finished:
+            return True
         with self._lock:
-            return all(f.done() for f in self.futures.get(id(target), []))
+            finished = all(f.done() for f in self.futures.get(key, []))
+            if finished and key in self.futures:  # a target's followers are submitted before its lead is done
+                self._finished.add(key)
+            return finished
 
     def wait_any(self, targets: list[Any], deadline: float) -> None:
         """Wait until one of the targets' jobs are all done, at most until `deadline`."""

@@ -5,6 +5,7 @@ import psycopg. A missing library fails the check that needed it, with the pip l
 installs it, instead of stopping every run at import time.
 """
 
+import contextlib
 import importlib
 from types import ModuleType
 from typing import Any
@@ -38,6 +39,13 @@ class OptionalModule:
     def __repr__(self) -> str:
         state = "loaded" if self._module else "not loaded yet"
         return f"<optional module {self._name} ({state}), from opscheck[{self._extra}]>"
+
+
+def preload(module: Any) -> None:
+    """Import an optional module now, if it is installed (if not, its checks say so)."""
+    if isinstance(module, OptionalModule):
+        with contextlib.suppress(MissingExtra):
+            module._load()
 
 
 def optional(name: str, extra: str) -> Any:
