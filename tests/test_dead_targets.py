@@ -42,6 +42,29 @@ def test_silent_postgres_costs_one_connection_attempt(silent, xdist, tmp_path):
     assert silent.accepts == 1, f"{silent.accepts} connection attempts for one dead target"
 
 
+def test_three_silent_postgres_probed_at_once(silent, tmp_path):
+    """The pg_stat_statements probe (at collection, before any check) asks every target at
+    once: three silent servers cost one timeout there, as one does, not three in a row."""
+    import time
+
+    dsn = f"postgresql://u:p@127.0.0.1:{silent.port}/db"
+
+    def run(targets: int) -> float:
+        inventory = {
+            "environment": "selftest-dead",
+            "postgres": [{"name": f"silent{i}", "dsn": dsn, "timeout": TIMEOUT} for i in range(targets)],
+        }
+        started = time.monotonic()
+        result = run_suite(inventory, tmp_path / str(targets), "-k", "select_1 or slow_statements")
+        assert result.rc == 1, result.output
+        assert [c["outcome"] for c in result.checks.values()] == ["failed"] * 2 * targets, result.output
+        return time.monotonic() - started
+
+    one, three = run(1), run(3)
+    assert silent.accepts == 4, f"{silent.accepts} connection attempts for 1 + 3 dead targets"
+    assert three - one < TIMEOUT, f"3 targets {three:.1f} s, 1 target {one:.1f} s: the probes waited in turn"
+
+
 def test_silent_redis_and_http_cost_one_attempt_each(silent, tmp_path):
     inventory = {
         "environment": "selftest-dead",

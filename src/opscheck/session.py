@@ -415,6 +415,9 @@ def pytest_runtestloop(session):
         return None
     if not judges_checks(config):
         return None
+    run = config.stash.get(RUN_KEY, None)
+    if run is not None:
+        run.prepare_pages()  # while the checks wait for their reads
     if config.getoption("gather_workers") <= 0:
         return None
     if getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput"):

@@ -253,7 +253,11 @@ class DockerEngine:
             )
         # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override the session's CA file:
         # with TLS the inventory's `tls.ca` must win (the client asks the version at once)
-        api_class = _api_without_env() if tls else docker.APIClient
+        # A local socket or SSH takes no proxy either; and requests reading the proxies walks
+        # os.environ, which races with pytest setting PYTEST_CURRENT_TEST for every check
+        # (a KeyError in the stats sweep's threads, met in CI)
+        local = urlsplit(self.target.engine).scheme in ("unix", "ssh", "npipe")
+        api_class = _api_without_env() if tls or local else docker.APIClient
         return api_class(
             base_url=self.target.engine,
             timeout=max(1, round(timeout)),

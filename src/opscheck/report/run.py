@@ -24,6 +24,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import uuid
 import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
@@ -109,6 +110,7 @@ class Run:
         self.started = datetime.now(UTC)
         self.env_dir = env_dir(config, inventory.environment)
         self.previous_state = read_state(config, inventory.environment)
+        self._pages_ready: threading.Thread | None = None
         # folders this run creates (reports/<env>/ on a first run): a run that executes no check removes them
         self.created = [p for p in (self.env_dir, *self.env_dir.parents) if not p.exists()]
         self.exitstatus: int = pytest.ExitCode.INTERNAL_ERROR  # until the session says otherwise
@@ -297,8 +299,24 @@ class Run:
         except Timeout:
             self.write_errors.append(f"{self.env_dir}/.lock: held by another run for over {LOCK_SECONDS} s")
 
+    def prepare_pages(self) -> None:
+        """Import Jinja2 and compile the pages' templates on a thread of their own, while the
+        checks wait for their targets' reads: off the end of the run, where the pages are
+        written. A failure here is left for the end, where it is reported."""
+
+        def prepare() -> None:
+            with contextlib.suppress(Exception):
+                from opscheck.report import pages
+
+                pages.prepare()
+
+        self._pages_ready = threading.Thread(target=prepare, name="opscheck-pages", daemon=True)
+        self._pages_ready.start()
+
     def _write_pages(self, summary: dict, runs: list[dict]) -> None:
         """The run page, the environment's history page and the list of environments."""
+        if self._pages_ready is not None:
+            self._pages_ready.join()
         from opscheck.report import pages  # Jinja2 and the templates: at the end of a run, not at start-up
 
         html = Path(self.config.option.htmlpath)
