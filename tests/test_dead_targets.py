@@ -6,6 +6,8 @@ dropped (no answer at all, not even a refusal). "One timeout per target" is prov
 counting the connection attempts the silent listener receives, not by timing.
 """
 
+import time
+
 import pytest
 
 from tests.conftest import run_suite
@@ -45,8 +47,6 @@ def test_silent_postgres_costs_one_connection_attempt(silent, xdist, tmp_path):
 def test_three_silent_postgres_probed_at_once(silent, tmp_path):
     """The pg_stat_statements probe (at collection, before any check) asks every target at
     once: three silent servers cost one timeout there, as one does, not three in a row."""
-    import time
-
     dsn = f"postgresql://u:p@127.0.0.1:{silent.port}/db"
 
     def run(targets: int) -> float:

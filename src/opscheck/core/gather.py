@@ -95,7 +95,6 @@ class Gatherer:
         self._lock = threading.Lock()
         self.futures: dict[int, list[Future]] = {}  # id(target) -> its jobs' futures
         self.spans: dict[int, list] = {}  # id(target) -> [target, first start, last end]
-        self._finished: set[int] = set()  # targets whose jobs are all done (asked per check)
 
     def start(self, jobs: Iterable[Job], since: float | None = None) -> int:
         """Submit jobs; returns how many. A target's first job leads: the others follow once it
@@ -142,14 +141,8 @@ class Gatherer:
 
     def done(self, target: Any) -> bool:
         """Whether the target's jobs are done (without waiting)."""
-        key = id(target)
-        if key in self._finished:
-            return True
         with self._lock:
-            finished = all(f.done() for f in self.futures.get(key, []))
-            if finished and key in self.futures:  # a target's followers are submitted before its lead is done
-                self._finished.add(key)
-            return finished
+            return all(f.done() for f in self.futures.get(id(target), []))
 
     def wait_any(self, targets: list[Any], deadline: float) -> None:
         """Wait until one of the targets' jobs are all done, at most until `deadline`."""

@@ -123,22 +123,9 @@ def mark(name: str) -> Any:
 
 
 def target_of(item) -> Target | None:
-    """The target a check runs against (from its parameters), found once per check: the
-    run asks for it several times per check."""
-    stash = getattr(item, "stash", None)
-    if stash is not None and _TARGET_KEY in stash:
-        return stash[_TARGET_KEY]
-    found = None
     for value in getattr(getattr(item, "callspec", None), "params", {}).values():
         if isinstance(value, Target):
-            found = value
-            break
+            return value
         if isinstance(value, Item):
-            found = value.target
-            break
-    if stash is not None:
-        stash[_TARGET_KEY] = found
-    return found
-
-
-_TARGET_KEY = pytest.StashKey["Target | None"]()
+            return value.target
+    return None
