@@ -21,7 +21,7 @@ from pytest_metadata.plugin import metadata_key
 from pytest_timeout import get_env_settings  # type: ignore[import-untyped]
 
 from opscheck import waivers
-from opscheck.core import markers
+from opscheck.core import markers, web
 from opscheck.core import redact as redaction
 from opscheck.core.cache import forget_across_workers
 from opscheck.core.errors import ConfigError, OpscheckError, TargetUnreachable
@@ -85,6 +85,8 @@ def start(config) -> None:
         config.option.dist = "loadgroup"  # keep a target's checks on one worker
     if getattr(config, "workerinput", {}).get("opscheck_loadgroup"):
         config.option.loadgroup = True  # workers parse their own --dist; follow the controller
+    if judges_checks(config):
+        web.read_environment()  # here, in the main thread: not in the gather's threads, as requests would
     if not hasattr(config, "workerinput") and judges_checks(config):
         run = reporting.Run(config, inventory, path)
         config.stash[RUN_KEY] = run

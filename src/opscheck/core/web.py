@@ -8,6 +8,8 @@ Only GET requests are sent.
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -37,6 +39,60 @@ class ApiTarget(Target):
 
     def secrets(self) -> list[str]:
         return [v.get_secret_value() for v in self.headers.values()] + [self.url]
+
+
+_ENVIRONMENT: tuple[dict[str, str], str | None] | None = None  # (proxies, CA bundle)
+
+
+def read_environment() -> tuple[dict[str, str], str | None]:
+    """The proxies (`*_proxy`, `no_proxy`) and CA bundle (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE)
+    of the environment, read once, in the main thread at the run's start.
+
+    requests reads them from os.environ on every request, by walking os.environ. pytest sets
+    and deletes PYTEST_CURRENT_TEST for every check, and a key deleted during that walk raises
+    KeyError. This was met in CI, in the gather's threads, as a healthy check's failure."""
+    global _ENVIRONMENT
+    import urllib.request
+
+    proxies = urllib.request.getproxies_environment()
+    _ENVIRONMENT = (proxies, os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"))
+    return _ENVIRONMENT
+
+
+def new_session() -> requests.Session:
+    """A requests session that takes the environment's proxies and CA bundle from
+    `read_environment()`, never from os.environ while checks run."""
+    return environment_once(requests.Session)()
+
+
+@functools.cache
+def environment_once(session_class: type, ca_bundle: bool = True) -> type:
+    """`session_class` (requests.Session or a subclass, as the Docker SDK's client) reading the
+    environment from `read_environment()`; without `ca_bundle` the environment's CA bundle is
+    ignored (a client whose own CA file must win)."""
+    import urllib.request
+
+    class EnvironmentOnce(session_class):
+        @property
+        def trust_env(self) -> bool:  # requests' own reads of os.environ (and ~/.netrc), even in
+            return False  # __init__: the Docker SDK asks the engine's version there
+
+        @trust_env.setter
+        def trust_env(self, value: bool) -> None:
+            pass
+
+        def merge_environment_settings(self, url, proxies, stream, verify, cert):
+            env_proxies, env_ca = _ENVIRONMENT or read_environment()
+            parts = urlsplit(url)
+            if env_proxies and not urllib.request.proxy_bypass_environment(parts.hostname or "", env_proxies):
+                chosen = env_proxies.get(parts.scheme) or env_proxies.get("all")
+                if chosen:
+                    proxies = {parts.scheme: chosen, **(proxies or {})}  # a request's own proxies win
+            if ca_bundle and env_ca and (verify is True or verify is None):
+                verify = env_ca
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+
+    return EnvironmentOnce
 
 
 def reason(exc: requests.RequestException) -> str:
@@ -71,7 +127,7 @@ class JsonApi(TargetReader):
     def session(self) -> requests.Session:
         with self.lock:
             if self._session is None:
-                self._session = requests.Session()
+                self._session = new_session()
                 self._session.headers.update({k: v.get_secret_value() for k, v in self.target.headers.items()})
             return self._session
 
@@ -132,15 +188,18 @@ def get_status(
     unreachable = _ORIGINS.setdefault(origin, Unreachable())
     unreachable.check()
     try:
-        with requests.get(
-            url,
-            headers=headers or {},
-            timeout=(timeout, timeout),
-            verify=verify,
-            cert=cert,  # a client certificate (mTLS endpoints)
-            allow_redirects=False,
-            stream=True,
-        ) as response:
+        with (
+            new_session() as session,
+            session.get(
+                url,
+                headers=headers or {},
+                timeout=(timeout, timeout),
+                verify=verify,
+                cert=cert,  # a client certificate (mTLS endpoints)
+                allow_redirects=False,
+                stream=True,
+            ) as response,
+        ):
             return response.status_code, dict(response.headers)
     except (requests.ConnectionError, requests.Timeout) as exc:
         unreachable.fail(f"{mask_url(url)}: {reason(exc)}")

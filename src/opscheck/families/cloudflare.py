@@ -25,7 +25,7 @@ from opscheck.core.cache import SelectedReads
 from opscheck.core.errors import OpscheckError, TargetUnreachable, blocked
 from opscheck.core.model import Item, Model, Param, Target
 from opscheck.core.times import Duration, parse_duration
-from opscheck.core.web import reason
+from opscheck.core.web import new_session, reason
 
 if TYPE_CHECKING:
     import requests
@@ -115,7 +115,7 @@ class CloudflareClient(SelectedReads):
     def _http(self) -> Any:
         with self.lock:
             if self._session is None:
-                self._session = requests.Session()
+                self._session = new_session()
                 self._session.headers.update(
                     {
                         "Authorization": f"Bearer {self.target.api_token.get_secret_value()}",

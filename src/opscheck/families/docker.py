@@ -17,7 +17,6 @@ cached for the session: twenty containers cost about one second, not twenty.
 from __future__ import annotations
 
 import contextlib
-import functools
 import shlex
 import threading
 import time
@@ -38,6 +37,7 @@ from opscheck.core.settings import Setting
 from opscheck.core.settings import marks as setting_marks
 from opscheck.core.times import bounded_shell
 from opscheck.core.values import EngineUrl, ListenPort, LocalFile
+from opscheck.core.web import environment_once
 from opscheck.core.yamlfile import read_yaml
 from opscheck.families.hosts import HostFacts, parse_listening, split_sections
 
@@ -190,23 +190,6 @@ def memory_used(sample: dict) -> tuple[int, int]:
     return (usage - inactive if inactive < usage else usage), mem.get("limit", 0)
 
 
-@functools.cache
-def _api_without_env() -> type:
-    """An API client class that ignores the environment's CA bundle and proxies (requests'
-    trust_env); made on first use, so that importing this module does not import docker."""
-
-    class ApiWithoutEnv(docker.APIClient):
-        @property
-        def trust_env(self) -> bool:
-            return False
-
-        @trust_env.setter
-        def trust_env(self, value: bool) -> None:
-            pass
-
-    return ApiWithoutEnv
-
-
 class DockerEngine:
     """One SDK client per engine per session; a failed connect is remembered, not retried."""
 
@@ -251,13 +234,9 @@ class DockerEngine:
                 ca_cert=t.ca,
                 verify=t.ca if t.verify and t.ca else t.verify,
             )
-        # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override the session's CA file:
-        # with TLS the inventory's `tls.ca` must win (the client asks the version at once)
-        # A local socket or SSH takes no proxy either; and requests reading the proxies walks
-        # os.environ, which races with pytest setting PYTEST_CURRENT_TEST for every check
-        # (a KeyError in the stats sweep's threads, met in CI)
-        local = urlsplit(self.target.engine).scheme in ("unix", "ssh", "npipe")
-        api_class = _api_without_env() if tls or local else docker.APIClient
+        # the environment's proxies and CA bundle are read once (core.web); with TLS the
+        # inventory's `tls.ca` must win over REQUESTS_CA_BUNDLE (the client asks the version at once)
+        api_class = environment_once(docker.APIClient, ca_bundle=not tls)
         return api_class(
             base_url=self.target.engine,
             timeout=max(1, round(timeout)),

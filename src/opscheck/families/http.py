@@ -23,7 +23,7 @@ from opscheck.core.lazy import optional
 from opscheck.core.model import Condition, InventoryCheck, Item, Model, Param, Severity, Target, check_marks
 from opscheck.core.redact import clip, mask_url
 from opscheck.core.values import HttpUrl, LocalFile, PlainHttpUrl, Regex, Verify
-from opscheck.core.web import reason
+from opscheck.core.web import new_session, reason
 
 if TYPE_CHECKING:
     import jmespath
@@ -303,17 +303,18 @@ class HttpClient(TargetReader):
         """One request with the endpoint's TLS settings: (status, ms, headers, body text, cut)."""
         start = time.perf_counter()
         try:
-            response = requests.request(
-                method,
-                url,
-                headers=headers,
-                timeout=(self.timeout, self.timeout),
-                verify=self.target.verify,
-                cert=self.target.cert,
-                allow_redirects=False,
-                stream=True,
-                **kwargs,
-            )
+            with new_session() as session:  # closed as requests.request closes its own
+                response = session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    timeout=(self.timeout, self.timeout),
+                    verify=self.target.verify,
+                    cert=self.target.cert,
+                    allow_redirects=False,
+                    stream=True,
+                    **kwargs,
+                )
         except OSError as exc:  # requests.RequestException is an OSError; a missing cert file is not
             if isinstance(exc, requests.RequestException):
                 raise
