@@ -5,12 +5,13 @@ Disk, inode, memory and load cannot be broken on purpose without harming the mac
 so their failing cases use limits below the measured value; the measurement is real.
 """
 
+import os
 import socket
 import subprocess
 
 import pytest
 
-from opscheck.families.hosts import parse
+from opscheck.families.hosts import Host, parse, sweep_script
 from tests.conftest import run_suite
 from tests.servers import closed_port
 
@@ -147,3 +148,22 @@ def test_parse_systemd_units_and_ipv6_listeners():
     assert facts.port_listening(8081) is False
     assert list(facts.filesystems) == ["/"] and facts.filesystems["/"].inode_used_pct == 7
     assert facts.mem_available_kb == 250 and facts.load5 == 0.40 and facts.cores == 4
+
+
+@pytest.mark.parametrize("ss", ["works", "too old for -H"])
+def test_listening_ports_from_ss_or_proc_net_tcp(ss, listener, tmp_path):
+    """A real sweep of this machine: ss answers with the listeners and their processes; where
+    it is missing or too old for -H (CentOS 7), /proc/net/tcp answers (no process names)."""
+    env = dict(os.environ)
+    if ss != "works":
+        fake = tmp_path / "ss"
+        fake.write_text("#!/bin/sh\necho \"ss: invalid option -- 'H'\" >&2\nexit 255\n")
+        fake.chmod(0o755)
+        env["PATH"] = f"{tmp_path}:{env['PATH']}"
+    host = Host(name="h", spec="local://", ports=[listener])
+    out = subprocess.run(["sh", "-c", sweep_script(host)], env=env, capture_output=True, text=True, timeout=30)
+    facts = parse(out.stdout)
+    assert bool(facts.listeners) == (ss == "works")
+    assert facts.port_listening(listener) and facts.port_listening(f"127.0.0.1:{listener}")
+    assert not facts.port_listening(closed_port())
+    assert not facts.port_listening(f"10.9.9.9:{listener}")

@@ -6,6 +6,7 @@ hand out the same check argument (a clash stops the run, exit 4); the summary's 
 is the stem.
 """
 
+import ast
 import json
 import types
 import typing
@@ -13,7 +14,7 @@ import typing
 import pytest
 
 from opscheck import session as plugin
-from opscheck.core.model import Target
+from opscheck.core.model import Target, running_check
 from opscheck.families import FAMILIES, check_module, family
 from opscheck.inventory import complete, empty, sections
 from tests.conftest import LOCAL, REPO
@@ -53,6 +54,28 @@ def test_a_family_lives_in_its_rooms(stem):
     assert (REPO / "fixtures" / f"{stem}.py").is_file(), f"fixtures/{stem}.py is missing"
     assert (REPO / "checks" / check_module(stem)).is_file(), f"checks/{check_module(stem)} is missing"
     assert list((REPO / "tests").glob(f"test_*{stem}*.py")), f"no self-test tests/test_*{stem}*.py"
+
+
+@pytest.mark.parametrize("stem", list(FAMILIES))
+def test_a_familys_per_check_fixtures_do_not_ask_for_request(stem):
+    """A fixture run for every check finds its target through running_check(): pytest builds
+    two fixture definitions for each fixture that asks for `request` (0.3 M instructions a
+    check, benchmarks/overhead.py). Session fixtures, set up once, may ask for it."""
+    tree = ast.parse((REPO / "fixtures" / f"{stem}.py").read_text())
+    for function in (node for node in tree.body if isinstance(node, ast.FunctionDef)):
+        for decorator in function.decorator_list:
+            if "pytest.fixture" not in ast.unparse(decorator):
+                continue
+            scope = next((k.value for k in getattr(decorator, "keywords", []) if k.arg == "scope"), None)
+            if scope is None or ast.literal_eval(scope) == "function":
+                assert "request" not in [a.arg for a in function.args.args], (
+                    f"fixtures/{stem}.py: {function.name}(request): use core.cache.target_client or running_check()"
+                )
+
+
+def test_running_check_outside_a_check_says_so():
+    with pytest.raises(RuntimeError, match="outside a check run by the opscheck plugin"):
+        running_check()
 
 
 def test_argnames_are_unique_across_families():

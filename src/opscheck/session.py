@@ -26,7 +26,17 @@ from opscheck.core import redact as redaction
 from opscheck.core.cache import forget_across_workers
 from opscheck.core.errors import ConfigError, OpscheckError, TargetUnreachable
 from opscheck.core.gather import Gatherer, Selection
-from opscheck.core.model import INVENTORY_KEY, INVENTORY_PATH_KEY, PARAMS_KEY, STATE_KEY, Param, Target, target_of
+from opscheck.core.model import (
+    INVENTORY_KEY,
+    INVENTORY_PATH_KEY,
+    PARAMS_KEY,
+    STATE_KEY,
+    Param,
+    Target,
+    running_check,
+    start_check,
+    target_of,
+)
 from opscheck.core.names import env_name
 from opscheck.core.redact import redact
 from opscheck.families import FAMILIES, check_module, family
@@ -502,6 +512,7 @@ class ReadyFirst:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item, nextitem):
+    start_check(item)  # the family fixtures' target (opscheck.core.model.running_check)
     phase = item.config.stash.get(GATHER_KEY, None)
     if phase is None or not hasattr(item.config, "workerinput"):
         return
@@ -655,14 +666,15 @@ def incident_params(pytestconfig) -> dict[str, str]:
 
 
 @pytest.fixture
-def remember(request):
+def remember():
     """remember(key, value): keep a reading (a counter) in state.json for the next run.
 
     Travels as a user property, so it reaches the controller under xdist too.
     """
+    check = running_check()
 
     def keep(key: str, value) -> None:
-        request.node.user_properties.append((reporting.REMEMBER, {key: value}))
+        check.user_properties.append((reporting.REMEMBER, {key: value}))
 
     return keep
 

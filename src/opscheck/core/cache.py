@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 import pytest
 
 from opscheck.core.errors import OpscheckError, TargetUnreachable, Unreachable, blocked, early
-from opscheck.core.model import INVENTORY_KEY
+from opscheck.core.model import INVENTORY_KEY, running_check, target_of
 
 T = TypeVar("T")
 
@@ -192,6 +192,12 @@ def stashed_clients(config: Any, family: str, make: Callable[[Any, Any], T]) -> 
             # closed when the run ends: a check's fixture need not depend on a session fixture for it
             config.add_cleanup(cache.close)
     return config.stash[key]
+
+
+def target_client(clients: Callable[[Any], ClientCache[T]]) -> T:
+    """The client of the running check's target, from a family's `clients(config)`."""
+    check = running_check()
+    return clients(check.config).get(target_of(check))
 
 
 _STASH_KEYS: dict[str, pytest.StashKey] = {}

@@ -5,6 +5,7 @@ Each family declares its own section model beside its client code
 file from them, one explicit field per family.
 """
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -123,9 +124,28 @@ def mark(name: str) -> Any:
 
 
 def target_of(item) -> Target | None:
+    """The inventory target a check is parametrized with (None for a check without one)."""
     for value in getattr(getattr(item, "callspec", None), "params", {}).values():
         if isinstance(value, Target):
             return value
         if isinstance(value, Item):
             return value.target
     return None
+
+
+# The check pytest is setting up, running or tearing down: the plugin sets it as each one starts.
+_RUNNING_CHECK: ContextVar[pytest.Item] = ContextVar("opscheck_running_check")
+
+
+def start_check(item: pytest.Item) -> None:
+    _RUNNING_CHECK.set(item)
+
+
+def running_check() -> pytest.Item:
+    """The check being run, for a family's fixture: it finds its target here, not through
+    `request` (pytest builds two fixture definitions for each fixture that asks for
+    `request`: a quarter of what opscheck adds to a check, benchmarks/overhead.py)."""
+    try:
+        return _RUNNING_CHECK.get()
+    except LookupError:
+        raise RuntimeError("an opscheck fixture was used outside a check run by the opscheck plugin") from None

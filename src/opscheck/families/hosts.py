@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -317,8 +318,9 @@ def close_transports() -> None:
     with _TRANSPORTS_LOCK:
         transports = list(_TRANSPORTS.values())
         _TRANSPORTS.clear()
-    for t in transports:
-        t.close()
+    if transports:  # at once: twenty `ssh -O exit` one after another cost a run 0.15 s
+        with ThreadPoolExecutor(max_workers=min(32, len(transports))) as pool:
+            list(pool.map(Transport.close, transports))
     folder = _CONTROL.pop("dir", None)
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
@@ -347,16 +349,16 @@ echo @@meminfo; cat /proc/meminfo
 echo @@df; df -P -T -k 2>/dev/null
 echo @@dfi; df -P -i 2>/dev/null
 echo @@procs
-if ps -e -o pid= -o comm= >/dev/null 2>&1; then
-  ps -e -o pid= -o comm=; echo @@args; ps -e -o pid= -o args=
+if procs=$(ps -e -o pid= -o comm= 2>/dev/null); then
+  printf '%s\n' "$procs"; echo @@args; ps -e -o pid= -o args=
 else
   for d in /proc/[0-9]*; do
     c=$(cat "$d/comm" 2>/dev/null) || continue
     printf '%s\t%s\n' "$c" "$(tr '\0' ' ' < "$d/cmdline" 2>/dev/null)"
   done
 fi
-echo @@tcp; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null
-echo @@listen; ss -Hltnp 2>/dev/null
+echo @@listen
+ss -Hltnp 2>/dev/null || { echo @@tcp; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null; }
 echo @@units
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
   systemctl list-units --type=service --all --no-legend --plain --no-pager 2>/dev/null
@@ -614,11 +616,13 @@ def parse(text: str) -> HostFacts:
         mem_available_kb=meminfo.get("MemAvailable", meminfo.get("MemFree", 0)),
         filesystems=filesystems,
         processes=_processes(sections),
-        listening=parse_listening(sections.get("tcp", [])),
+        listening=set(),
         units=units,
         listeners=_listeners(sections.get("listen", [])),
         mounts=[_mount(line) for line in sections.get("mounts", []) if len(line.split()) >= 4],
     )
+    # ss answers with the listeners; without it (busybox), /proc/net/tcp does, with no process names
+    facts.listening = {(x.address, x.port) for x in facts.listeners} | parse_listening(sections.get("tcp", []))
     _declared(facts, sections)
     return facts
 
