@@ -21,9 +21,15 @@ def test_run_writes_html_junit_summary_and_latest(run_checks):
     assert 'id="verdict" class="verdict good">no check failing: ' in html
     details = (latest / "details.html").read_text()  # pytest-html: every check in detail
     assert "Git revision" in details and 'href="report.html"' in details
-    summary = json.loads((latest / "summary.json").read_text())
+    text = (latest / "summary.json").read_text()
+    summary = json.loads(text)
     assert summary["environment"] == "local" and summary["exit_status"] == 0
     assert summary["counts"]["passed"] == len(summary["checks"]) > 0
+    lines = text.splitlines()  # indented, one line per check (grep finds a check with its result)
+    assert lines[1].startswith('  "environment": ') and lines[-2:] == ["  ]", "}"]
+    assert [json.loads(line.strip().removesuffix(",")) for line in lines[-2 - len(summary["checks"]) : -2]] == summary[
+        "checks"
+    ]
     suite = ET.parse(latest / "junit.xml").getroot().find("testsuite")
     assert suite.get("name") == "local", "one testsuite per environment"
     props = {p.get("name") for p in suite.find("testcase").iter("property")}
