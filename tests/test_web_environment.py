@@ -15,6 +15,8 @@ import urllib.request
 import pytest
 
 from opscheck.core import web
+from opscheck.core.cache import Memo
+from opscheck.core.errors import OpscheckError
 from tests.servers import HttpServer, Route
 
 PROXY_VARS = ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY")
@@ -92,3 +94,43 @@ def test_proxies_and_no_proxy_from_the_environment_are_honoured(clean_proxies):
             assert web.new_session().get(direct_url, timeout=5).text == "direct"
             os.environ["no_proxy"] = ""
             assert web.new_session().get(direct_url, timeout=5).text == "direct", "read once, not per request"
+
+
+def _refuse(*args, **kwargs):
+    raise AssertionError("botocore walked os.environ for the proxies")
+
+
+@pytest.mark.parametrize("no_proxy", ["", "127.0.0.1"])
+def test_aws_clients_take_the_runs_proxies_not_the_environment(clean_proxies, monkeypatch, no_proxy):
+    """botocore reads the proxies by walking os.environ when it makes a client, which the AWS
+    family and the S3 backups do in the gather's threads: they are handed the snapshot."""
+    import boto3
+    import botocore.utils
+
+    from opscheck.families.aws import Aws, AwsClient
+
+    os.environ.update(http_proxy="http://127.0.0.1:3128", no_proxy=no_proxy)
+    web.read_environment()
+    monkeypatch.setattr(botocore.utils, "getproxies", _refuse)
+    monkeypatch.setattr(botocore.utils, "proxy_bypass", _refuse)
+    target = Aws(name="account", region="us-east-1", endpoint_url="http://127.0.0.1:9/")
+    session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")
+    client = AwsClient(target, timeout=1)._new_client(session, "sts")
+    assert client.meta.config.proxies == ({} if no_proxy else {"http": "http://127.0.0.1:3128"})
+
+
+def test_a_surprise_while_reading_fails_every_check_that_reads_it():
+    """A read that raises what no family expects (the environment race's KeyError, met in a
+    gather thread) fails the checks that read it with its name: none gets None as its value."""
+    memo, calls = Memo(), []
+
+    def read():
+        calls.append(1)
+        raise KeyError("PYTEST_CURRENT_TEST")
+
+    with pytest.raises(KeyError):
+        memo.get("facts", read)
+    for _ in range(2):
+        with pytest.raises(OpscheckError, match="reading failed: KeyError: 'PYTEST_CURRENT_TEST'"):
+            memo.get("facts", read)
+    assert calls == [1], "read once"

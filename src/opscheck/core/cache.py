@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 
 import pytest
 
-from opscheck.core.errors import OpscheckError, TargetUnreachable, Unreachable, blocked, early
+from opscheck.core.errors import OpscheckError, TargetUnreachable, Unreachable, blocked, early, one_line
 from opscheck.core.model import INVENTORY_KEY, running_check, target_of
 
 T = TypeVar("T")
@@ -59,6 +59,10 @@ class Memo:
                     entry.value = read()
                 except OpscheckError as exc:
                     entry.error = exc
+                    entry.unshown = early()
+                    raise
+                except Exception as exc:  # a library's surprise: the later readers fail with it, not with None
+                    entry.error = OpscheckError(f"reading failed: {type(exc).__name__}: {one_line(exc)}")
                     entry.unshown = early()
                     raise
                 finally:

@@ -59,6 +59,19 @@ def read_environment() -> tuple[dict[str, str], str | None]:
     return _ENVIRONMENT
 
 
+def proxies_for(url: str) -> dict[str, str]:
+    """The environment's proxies for a URL ({scheme: proxy}, no_proxy honoured), from
+    `read_environment()`: for a client that would walk os.environ itself (botocore)."""
+    import urllib.request
+
+    env_proxies, _ = _ENVIRONMENT or read_environment()
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]  # public, not in typeshed
+    if not env_proxies or bypass(urlsplit(url).hostname or "", env_proxies):
+        return {}
+    chosen = {scheme: env_proxies.get(scheme) or env_proxies.get("all") for scheme in ("http", "https")}
+    return {scheme: proxy for scheme, proxy in chosen.items() if proxy}
+
+
 def new_session() -> requests.Session:
     """A requests session that takes the environment's proxies and CA bundle from
     `read_environment()`, never from os.environ while checks run."""
@@ -70,7 +83,6 @@ def environment_once(session_class: type, ca_bundle: bool = True) -> type:
     """`session_class` (requests.Session or a subclass, as the Docker SDK's client) reading the
     environment from `read_environment()`; without `ca_bundle` the environment's CA bundle is
     ignored (a client whose own CA file must win)."""
-    import urllib.request
 
     class EnvironmentOnce(session_class):
         @property
@@ -82,12 +94,11 @@ def environment_once(session_class: type, ca_bundle: bool = True) -> type:
             pass
 
         def merge_environment_settings(self, url, proxies, stream, verify, cert):
-            env_proxies, env_ca = _ENVIRONMENT or read_environment()
-            parts = urlsplit(url)
-            if env_proxies and not urllib.request.proxy_bypass_environment(parts.hostname or "", env_proxies):
-                chosen = env_proxies.get(parts.scheme) or env_proxies.get("all")
-                if chosen:
-                    proxies = {parts.scheme: chosen, **(proxies or {})}  # a request's own proxies win
+            _, env_ca = _ENVIRONMENT or read_environment()
+            scheme = urlsplit(url).scheme
+            chosen = proxies_for(url).get(scheme)
+            if chosen:
+                proxies = {scheme: chosen, **(proxies or {})}  # a request's own proxies win
             if ca_bundle and env_ca and (verify is True or verify is None):
                 verify = env_ca
             return super().merge_environment_settings(url, proxies, stream, verify, cert)

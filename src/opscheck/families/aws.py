@@ -31,6 +31,7 @@ from opscheck.core.cache import SelectedReads
 from opscheck.core.errors import OpscheckError, TargetUnreachable, blocked, one_line
 from opscheck.core.model import InventoryCheck, Item, Model, Name, Param, Severity, Target, check_marks
 from opscheck.core.times import Duration, parse_duration, since_last_run
+from opscheck.core.web import proxies_for
 
 if TYPE_CHECKING:
     import boto3
@@ -444,13 +445,15 @@ class AwsClient(SelectedReads):
         return session
 
     def _new_client(self, session: Any, service: str) -> Any:
+        endpoint = self.target.endpoints.get(service, self.target.endpoint_url)
         config = botocore_config.Config(
             connect_timeout=self.timeout,
             read_timeout=self.timeout,
             retries={"total_max_attempts": 1},  # throttling is retried here, within the timeout
             user_agent_extra="opscheck",
+            # the run's snapshot: botocore walks os.environ for them otherwise, in a gather thread
+            proxies=proxies_for(endpoint or f"https://{service}.{self.target.region}.amazonaws.com"),
         )
-        endpoint = self.target.endpoints.get(service, self.target.endpoint_url)
         return session.client(service, endpoint_url=endpoint, config=config)
 
     def client(self, service: str) -> Any:

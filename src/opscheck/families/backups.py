@@ -25,6 +25,7 @@ from opscheck.core.model import Model, Param, Target
 from opscheck.core.redact import clip
 from opscheck.core.times import PERIODS
 from opscheck.core.values import MAX_HOURS, HostSpec, HttpUrl
+from opscheck.core.web import proxies_for
 from opscheck.families.hosts import run_script
 
 if TYPE_CHECKING:
@@ -198,6 +199,8 @@ class S3BackupReader(TargetReader):
                         read_timeout=self.timeout,
                         retries={"max_attempts": 1},
                         s3={"addressing_style": "path"},
+                        # the run's snapshot: botocore walks os.environ for them otherwise
+                        proxies=proxies_for(self.s3.endpoint_url or f"https://s3.{self.s3.region}.amazonaws.com"),
                     ),
                 )
             return self._client
