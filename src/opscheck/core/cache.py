@@ -57,12 +57,9 @@ class Memo:
             if not entry.done:
                 try:
                     entry.value = read()
-                except OpscheckError as exc:
-                    entry.error = exc
-                    entry.unshown = early()
-                    raise
-                except Exception as exc:  # a library's surprise: the later readers fail with it, not with None
-                    entry.error = OpscheckError(f"reading failed: {type(exc).__name__}: {one_line(exc)}")
+                except Exception as exc:  # a library's surprise too: the later readers fail with it, not with None
+                    unexpected = OpscheckError(f"reading failed: {type(exc).__name__}: {one_line(exc)}")
+                    entry.error = exc if isinstance(exc, OpscheckError) else unexpected
                     entry.unshown = early()
                     raise
                 finally:

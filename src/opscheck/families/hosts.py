@@ -622,6 +622,7 @@ def parse(text: str) -> HostFacts:
             if len(cols) >= 3:
                 units[cols[0].removesuffix(".service")] = cols[2]
 
+    listeners = _listeners(sections.get("listen", []))
     facts = HostFacts(
         cores=int(sections["nproc"][0]),
         load5=float(sections["loadavg"][0].split()[1]),
@@ -629,13 +630,12 @@ def parse(text: str) -> HostFacts:
         mem_available_kb=meminfo.get("MemAvailable", meminfo.get("MemFree", 0)),
         filesystems=filesystems,
         processes=_processes(sections),
-        listening=set(),
+        # ss answers with the listeners; without it (busybox), /proc/net/tcp does, with no process names
+        listening={(x.address, x.port) for x in listeners} | parse_listening(sections.get("tcp", [])),
         units=units,
-        listeners=_listeners(sections.get("listen", [])),
+        listeners=listeners,
         mounts=[_mount(line) for line in sections.get("mounts", []) if len(line.split()) >= 4],
     )
-    # ss answers with the listeners; without it (busybox), /proc/net/tcp does, with no process names
-    facts.listening = {(x.address, x.port) for x in facts.listeners} | parse_listening(sections.get("tcp", []))
     _declared(facts, sections)
     return facts
 
