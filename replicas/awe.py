@@ -417,8 +417,11 @@ def _backup_fresh(r: Awe) -> None:
 def _database_down(r: Awe) -> None:
     r.pg.stop()
     r.compose.log("database", "LOG:  received fast shutdown request", "LOG:  database system is shut down")
-    r.hold_pool(1, connect_timeout=60)  # the app's next request: it waits in PgBouncer for a server
-    time.sleep(1.5)
+    # the app's next request waits in PgBouncer for a server; the run starts once it has waited
+    # past maxwait's 15 s critical limit, so both maxwait checks fail however long the run takes
+    # to reach them (before 15 s, a slow run would trip the critical one and a quick one not)
+    r.hold_pool(1, connect_timeout=120)
+    time.sleep(15.5)
 
 
 def _database_up(r: Awe) -> None:
@@ -618,7 +621,7 @@ Awe.drills = [
     Drill(
         "database-down",
         "Database Issues > Connection Problems",
-        "PostgreSQL stopped (PgBouncer still answers)",
+        "PostgreSQL stopped 15 s ago (PgBouncer still answers; an app client has waited since)",
         (
             "test_postgres_select_1[awe-db]",
             "test_postgres_connections_below_warning[awe-db]",
@@ -641,6 +644,7 @@ Awe.drills = [
             "test_command_output[api:alembic-current]",
             "test_pgbouncer_clients_waiting_below_limit[awe-pgbouncer]",
             "test_pgbouncer_maxwait_below_warning[awe-pgbouncer]",
+            "test_pgbouncer_maxwait_below_critical[awe-pgbouncer]",
         ),
         _database_down,
         _database_up,

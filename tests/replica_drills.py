@@ -28,7 +28,16 @@ def verdict(replica: Replica, run: Run, expected: tuple[str, ...]) -> tuple[set[
 
 
 def explain(run: Run, checks) -> str:
-    return "\n".join(f"  {c}: {run.checks[c]['message'].splitlines()[0][:300]}" for c in sorted(checks))
+    """Each check's message: its one line, or for a traceback (an exception opscheck did not
+    expect) its last lines too, which say what was raised and where."""
+    return "\n".join(f"  {c}: {shown(run.checks[c]['message'])}" for c in sorted(checks))
+
+
+def shown(message: str) -> str:
+    lines = message.splitlines() or [""]
+    if len(lines) <= 1:
+        return lines[0][:300]
+    return "\n    ".join([lines[0][:300], "...", *(line[:300] for line in lines[-15:])])
 
 
 def drill_tests(system: str):
@@ -72,7 +81,7 @@ def drill_tests(system: str):
         assert not missing, f"{names}: these checks passed, the drill says they fail: {missing}"
         assert not unexpected, f"{names}: these checks failed too:\n{explain(run, unexpected)}"
         odd = [c for c in run.summary["checks"] if c["outcome"] not in ("passed", "failed")]
-        shown = [f"{c['id']}: {c['outcome']}: {c['message'][:300]}" for c in odd]
-        assert not odd, "an error or skip:\n" + "\n".join(shown)
+        odd_shown = [f"{c['id']}: {c['outcome']}: {shown(c['message'])}" for c in odd]
+        assert not odd, "an error or skip:\n" + "\n".join(odd_shown)
 
     return replica, test_healthy_replica_passes_daily, test_drills_trip_their_checks

@@ -76,3 +76,16 @@ def test_dsn_and_header_secrets_stay_out_of_every_report(tmp_path):
     assert (tmp_path / "opscheck.prom").exists() and (tmp_path / "reports" / "index.html").exists()
     for secret in ("kv secret pw", "query-secret-pw", "url-token-777", "YWRtaW46aHVudGVyMg=="):
         assert not any(secret in text for text in texts), f"{secret} leaked"
+
+
+def test_a_long_message_keeps_its_end_and_stays_masked():
+    """A traceback of an exception opscheck did not expect: the report keeps its start and its
+    last lines (what was raised, and where), masked before the cut."""
+    redact.register("postgresql://ops:cut-secret-77@db/app")
+    frames = "".join(f'  File "lib.py", line {n}, in f{n}\n    step({n})\n' for n in range(400))
+    dsn = "postgresql://ops:cut-secret-77@db/app"
+    text = f"Traceback (most recent call last):\n{frames}  dsn {dsn}\nRuntimeError: the end"
+    kept = redact.clip_middle(text, 4000)
+    assert len(kept) <= 4000 and kept.startswith("Traceback") and kept.endswith("RuntimeError: the end")
+    assert "cut-secret-77" not in kept and "[... cut ...]" in kept
+    assert redact.clip_middle("short", 4000) == "short"

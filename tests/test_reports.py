@@ -1,7 +1,9 @@
 """Reports: the run directory, latest, junit properties, summary, pruning, xdist, --no-skips."""
 
 import json
+import re
 import xml.etree.ElementTree as ET
+from html import unescape
 
 from tests.conftest import LOCAL
 
@@ -103,3 +105,19 @@ def test_a_check_that_times_out_is_a_failure_not_a_lost_run(run_checks):
     assert result.rc == 1, result.output
     result.assert_failed("test_http_status[hangs]", "Timeout")
     assert result.summary["counts"]["failed"] == 1
+
+
+def test_details_page_has_every_check_once_with_its_result(run_checks):
+    """pytest-html's page (details.html): one row per check, its result as the run's, the
+    failure with its log; opscheck drops the passed setup and teardown rows pytest-html
+    would build and then throw away."""
+    result = run_checks(FAILING, "-m", "daily")
+    latest = result.reports_dir / "local" / "latest"
+    page = (latest / "details.html").read_text()
+    blob = json.loads(unescape(re.search(r'data-jsonblob="([^"]*)"', page).group(1)))
+    summary = json.loads((latest / "summary.json").read_text())
+    expected = {c["id"]: c["outcome"].capitalize() for c in summary["checks"]}
+    rows = {test_id: [row["result"] for row in rows] for test_id, rows in blob["tests"].items()}
+    assert rows == {test_id: [outcome] for test_id, outcome in expected.items()}
+    failed = [row for rows in blob["tests"].values() for row in rows if row["result"] == "Failed"]
+    assert len(failed) == 1 and "runbook: Little available memory" in failed[0]["log"]

@@ -99,6 +99,17 @@ def clip(text: str, limit: int) -> str:
     return redact(text)[:limit]
 
 
+def clip_middle(text: str, limit: int) -> str:
+    """Masked first, then its start and its end within `limit` characters: a traceback's last
+    lines (what was raised, and where) are the part a reader needs."""
+    masked = redact(text)
+    if len(masked) <= limit:
+        return masked
+    marker = "\n[... cut ...]\n"
+    head = limit // 4
+    return masked[:head] + marker + masked[len(masked) - (limit - head - len(marker)) :]
+
+
 def mask_url(url: str) -> str:
     """A URL or libpq DSN with its password and credential query values replaced by ***."""
     if "://" in url:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from opscheck.core.redact import clip, redact
+from opscheck.core.redact import clip_middle, redact
 from opscheck.inventory import sections
 from opscheck.report import history, metrics
 from opscheck.report.verdict import (
@@ -471,6 +471,14 @@ class Run:
     def pytest_html_report_title(self, report):
         report.title = f"opscheck: {self.inventory.environment}, every check in detail"
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_html_results_table_row(self, report, cells):
+        """pytest-html renders a row, with its log, for every phase of a check and then keeps a
+        passed setup's or teardown's only for what the teardown captured: such a row is
+        dropped here (an empty row, pytest-html's documented way) before it costs anything."""
+        if report.passed and report.when != "call" and not any("teardown" in h for h, _ in report.sections):
+            del cells[:]
+
     def pytest_html_results_summary(self, prefix, summary, postfix):
         if self.interrupted:
             prefix.append(
@@ -499,7 +507,7 @@ def _message(report) -> str:
     text = str(report.longrepr)
     if report.skipped and isinstance(report.longrepr, tuple):
         text = report.longrepr[2]
-    return clip(text, 4000)  # a second net: every message is redacted where it is written
+    return clip_middle(text, 4000)  # a second net: every message is redacted where it is written
 
 
 def terminal_lines(summary: dict, limit: int = 20) -> list[str]:
