@@ -63,18 +63,18 @@ def mark_failing_since(previous: list[dict], checks: list[dict], started: str, r
     The streak is carried from the last earlier run that ran the check, so it survives
     pruning: a check red for 40 runs says so with 30 kept.
     """
-    last: dict[str, dict] = {}
+    last: dict[str, tuple[dict, dict]] = {}  # check id -> (its entry, its run's summary)
     for summary in previous:
         for entry in summary.get("checks", []):
             if status(entry) != "skipped":
-                last[entry["id"]] = dict(entry, run=summary["run"], started=summary.get("started", ""))
+                last[entry["id"]] = (entry, summary)
     for entry in checks:
         if not failing(entry):
             continue
-        before = last.get(entry["id"])
-        if before is not None and failing(before):
-            entry["failing_since"] = before.get("failing_since") or before["started"]
-            entry["failing_since_run"] = before.get("failing_since_run") or before["run"]
+        before, run_of = last.get(entry["id"], (None, None))
+        if before is not None and run_of is not None and failing(before):
+            entry["failing_since"] = before.get("failing_since") or run_of.get("started", "")
+            entry["failing_since_run"] = before.get("failing_since_run") or run_of["run"]
             entry["failing_runs"] = int(before.get("failing_runs") or 1) + 1
         else:
             entry["failing_since"], entry["failing_since_run"], entry["failing_runs"] = started, run, 1

@@ -11,7 +11,7 @@ import functools
 import os
 import re
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -151,7 +151,8 @@ def run_page(summary: dict, path: Path, details: str = "") -> int:
 
 def _run_row(summary: dict) -> dict:
     checks = summary.get("checks", [])
-    statuses = {s: sum(1 for c in checks if status(c) == s) for s in STATUSES}
+    counted = Counter(map(status, checks))  # one pass: a history of 30 runs of 2,000 checks each
+    statuses = {s: counted[s] for s in STATUSES}
     return dict(
         summary,
         when=when(summary.get("started", "")),
