@@ -25,6 +25,8 @@ def result(tmp_path_factory):
     _env(bad, f"{base}?sslmode=disable", "5")
     (tmp / "app.yaml").write_text("database:\n  pool: {max_connections: 40}\nfeatures: {hsts: true}\n")
     (tmp / "app.toml").write_text('[database]\nmax_connections = 10\nurl = "x"\n')
+    for fmt in ("json", "yaml"):  # nested past Python's recursion limit: the parsers raised RecursionError
+        (tmp / f"deep.{fmt}").write_text("[" * 100_000)
     settings = [
         {
             "name": "sslmode",
@@ -56,6 +58,11 @@ def result(tmp_path_factory):
                 "format": "toml",
                 "settings": structured[:1],
             },
+            *(
+                {"name": f"deep-{fmt}", "host": "here", "path": str(tmp / f"deep.{fmt}"), "format": fmt}
+                | {"settings": structured[:1]}
+                for fmt in ("json", "yaml")
+            ),
             {"name": "gone", "spec": "local://", "path": str(tmp / "nothing.env"), "settings": settings[:1]},
         ],
     }
@@ -83,6 +90,11 @@ def test_env_file(result):
 def test_structured_files(result):
     result.assert_passed("test_config_setting_as_expected[yaml:pool]", "test_config_setting_as_expected[yaml:hsts]")
     result.assert_failed("test_config_setting_as_expected[toml:pool]", "database.pool.max_connections is not set")
+
+
+def test_a_file_nested_too_deep_is_not_valid(result):
+    result.assert_failed("test_config_setting_as_expected[deep-json:pool]", "not valid json (RecursionError)")
+    result.assert_failed("test_config_setting_as_expected[deep-yaml:pool]", "not valid yaml (RecursionError)")
 
 
 def test_missing_file(result):

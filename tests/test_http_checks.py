@@ -17,6 +17,7 @@ def server():
         "/degraded": Route(body=DEGRADED),
         "/rpc": Route(body=HEALTHY, methods=("POST",)),
         "/workflows/42": Route(body={"state": "completed"}),
+        "/nested": Route(body=b"[" * 100_000, headers={"Content-Type": "application/json"}),
     }
     with HttpServer(routes) as srv:
         yield srv
@@ -52,6 +53,7 @@ def result(server, tmp_path_factory):
             endpoint(
                 server, "degraded", "/degraded", json=conditions, response_headers={"Strict-Transport-Security": None}
             ),
+            endpoint(server, "nested", "/nested", json=conditions),
             endpoint(server, "rpc", "/rpc", method="POST", body={"ping": 1}),
             endpoint(server, "rpc-get", "/rpc"),
             endpoint(
@@ -101,6 +103,11 @@ def test_wrong_json_fails_naming_the_field(result):
         "checks.database is 'error', expected == 'ok'",
         "queue_depth is 61204, expected < 10000",
     )
+
+
+def test_json_nested_past_the_recursion_limit_is_not_json(result):
+    """A body of 100,000 `[`: json raised RecursionError, a traceback instead of the failure."""
+    result.assert_failed("test_http_json_conditions[nested]", "the body is not JSON")
 
 
 def test_missing_header_fails(result):

@@ -5,7 +5,7 @@ import re
 import xml.etree.ElementTree as ET
 from html import unescape
 
-from tests.conftest import LOCAL
+from tests.conftest import LOCAL, run_suite
 
 FAILING = LOCAL.replace("spec: local://", "spec: local://\n    memory_min_available_pct: 100")
 
@@ -121,3 +121,25 @@ def test_details_page_has_every_check_once_with_its_result(run_checks):
     assert rows == {test_id: [outcome] for test_id, outcome in expected.items()}
     failed = [row for rows in blob["tests"].values() for row in rows if row["result"] == "Failed"]
     assert len(failed) == 1 and "runbook: Little available memory" in failed[0]["log"]
+
+
+def test_damaged_earlier_runs_are_passed_over(tmp_path):
+    """The history reads every kept run's summary.json: a truncated one, one nested 100,000
+    deep (json.loads raised RecursionError at the end of the run) and one that is not UTF-8
+    are each left out, and the run ends as usual; so is a state.json nested as deep."""
+    first = run_suite(LOCAL, tmp_path, "-m", "daily")
+    assert first.rc == 0, first.output
+    env_dir = tmp_path / "reports" / "local"
+    for name, body in (
+        ("20200101T000000Z", b'{"checks": ['),
+        ("20200102T000000Z", b"[" * 100_000),
+        ("20200103T000000Z", b"\xff\xfe{}"),
+    ):
+        (env_dir / name).mkdir()
+        (env_dir / name / "summary.json").write_bytes(body)
+    (env_dir / "state.json").write_bytes(b"[" * 100_000)
+    again = run_suite(LOCAL, tmp_path, "-m", "daily")
+    assert again.rc == 0 and "Traceback" not in again.output, again.output[-3000:]
+    assert again.summary["previous_run"] == first.summary["run"]
+    assert first.summary["run"] in (env_dir / "index.html").read_text()
+    assert json.loads((env_dir / "state.json").read_text())["last_run"] == again.summary["started"]

@@ -133,7 +133,7 @@ class OutputCondition(Condition):
         if self.path is not None:
             try:
                 data = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise OpscheckError(f"{self.stream} is not JSON") from None
             return jmespath.search(self.path, data)
         if self.capture is not None:

@@ -139,7 +139,7 @@ class ConfigFileReader(TargetReader):
             if target.format == "toml":
                 return tomllib.loads(body)
             return yaml.safe_load(body)
-        except (ValueError, yaml.YAMLError) as exc:
+        except (ValueError, RecursionError, yaml.YAMLError) as exc:
             # the parser's message may quote the file's text: only its kind is shown
             raise OpscheckError(f"{target.shown}: not valid {target.format} ({type(exc).__name__})") from None
 

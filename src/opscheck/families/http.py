@@ -236,7 +236,7 @@ class Answer:
         if self._json is None:
             try:
                 self._json = json.loads(self.text)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested past Python's limit
                 raise OpscheckError(f"{mask_url(self.url)}: the body is not JSON: {clip(self.text, 200)!r}") from None
         return self._json
 
@@ -348,7 +348,7 @@ class HttpClient(TargetReader):
                 self.unreachable.fail(f'http "{self.target.name}" login {login.url}: {reason(exc)}')
         try:
             data = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
         found = jmespath.search(login.token_path, data) if data is not None else None
         token = found if isinstance(found, str) and found else None

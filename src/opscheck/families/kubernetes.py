@@ -469,7 +469,7 @@ class KubeClient(TargetReader):
         response = self._call(what, fn, *args, **kwargs)
         try:
             data = json.loads(response.data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise OpscheckError(
                 f"{self.shown}: {what}: the API server answered with something else than JSON"
             ) from None
@@ -700,7 +700,7 @@ def api_error(exc: Any) -> str:
     try:
         body = json.loads(exc.body or "{}")
         message = body.get("message", "") if isinstance(body, dict) else ""
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         message = ""
     hint = {
         401: " (the credentials were refused)",

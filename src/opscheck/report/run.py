@@ -68,10 +68,7 @@ def read_state(config, environment: str) -> dict:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        found = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+    found = history.read_json(path)
     return found if isinstance(found, dict) else {}
 
 
