@@ -79,6 +79,11 @@ def inventory(repl, sshd, app) -> dict:
                             {"path": "open", "op": "<", "value": 3},
                         ],
                     ),
+                    cmd(  # nested past Python's recursion limit: json raised RecursionError
+                        "deep-json",
+                        shell="head -c 10000 /dev/zero | tr '\\0' '['",
+                        output=[{"path": "status", "op": "exists"}],
+                    ),
                     cmd(
                         "leaks",
                         argv=[
@@ -223,6 +228,7 @@ def test_output_conditions_fail_naming_what_was_read(result):
     result.assert_failed("test_command_output[repl:no-completed]", "stdout lines matching /./ is 0, expected > 0")
     result.assert_failed("test_command_output[local:not-at-head]", "stdout /\\(head\\)/ not found, expected present")
     result.assert_failed("test_command_output[local:leaks]", "stdout /^ERROR/ found ('ERROR'), expected absent")
+    result.assert_failed("test_command_output[local:deep-json]", "stdout is not JSON")
 
 
 def test_shown_output_is_scrubbed_or_hidden(result):
