@@ -418,8 +418,9 @@ def _database_down(r: Awe) -> None:
     r.pg.stop()
     r.compose.log("database", "LOG:  received fast shutdown request", "LOG:  database system is shut down")
     # the app's next request waits in PgBouncer for a server; the run starts once it has waited
-    # past maxwait's 15 s critical limit, so both maxwait checks fail however long the run takes
-    # to reach them (before 15 s, a slow run would trip the critical one and a quick one not)
+    # past maxwait's 15 s critical limit, so both maxwait checks fail whenever the run reaches
+    # them within PgBouncer's query_wait_timeout (120 s: it then drops the client); before 15 s,
+    # a slow run would trip the critical one and a quick one not
     r.hold_pool(1, connect_timeout=120)
     time.sleep(15.5)
 

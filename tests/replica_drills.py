@@ -35,8 +35,8 @@ def explain(run: Run, checks) -> str:
 
 def shown(message: str) -> str:
     lines = message.splitlines() or [""]
-    if len(lines) <= 1:
-        return lines[0][:300]
+    if len(lines) <= 16:
+        return "\n    ".join(line[:300] for line in lines)
     return "\n    ".join([lines[0][:300], "...", *(line[:300] for line in lines[-15:])])
 
 

@@ -14,8 +14,9 @@ from tests.servers import HttpServer, Route, closed_port
 def grafana():
     routes = {"/api/health": Route(body={"commit": "abc", "database": "ok", "version": "10.4.2"})}
     failing = {"/api/health": Route(status=503, body={"commit": "abc", "database": "failing", "version": "10.4.2"})}
-    with HttpServer(routes) as ok, HttpServer(failing) as bad:
-        yield ok, bad
+    deep = {"/api/health": Route(body=b"[" * 100_000, headers={"Content-Type": "application/json"})}
+    with HttpServer(routes) as ok, HttpServer(failing) as bad, HttpServer(deep) as nested:
+        yield ok, bad, nested
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +26,7 @@ def result(grafana, tmp_path_factory):
         "grafana": [
             {"name": "grafana", "url": grafana[0].url("")},
             {"name": "grafana-bad", "url": grafana[1].url("")},
+            {"name": "grafana-nested", "url": grafana[2].url("")},
             {"name": "grafana-down", "url": f"http://127.0.0.1:{closed_port()}", "timeout": 1},
         ],
     }
@@ -41,3 +43,8 @@ def test_grafana_database_failing_fails(result):
 
 def test_unreachable_grafana_fails_with_the_reason(result):
     result.assert_failed("test_grafana_healthy[grafana-down]", "cannot connect")
+
+
+def test_json_nested_past_the_recursion_limit_fails_plainly(result):
+    """100,000 `[`: requests' json() raised RecursionError, a traceback instead of the failure."""
+    result.assert_failed("test_grafana_healthy[grafana-nested]", "answered 200 with database None")

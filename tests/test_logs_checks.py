@@ -86,6 +86,15 @@ BIG_CORRELATIONS = {
 }
 
 
+def file_logs(environment: str, name: str, log_file, **entry) -> dict:
+    """An inventory with one log file on this machine (`logs: [{name, host, file, **entry}]`)."""
+    return {
+        "environment": environment,
+        "hosts": [{"name": "here", "spec": "local://"}],
+        "logs": [{"name": name, "host": "here", "file": str(log_file), **entry}],
+    }
+
+
 @pytest.fixture(scope="module")
 def log_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("logfile") / "app.log"
@@ -384,22 +393,12 @@ def test_forbidden_lines_can_be_left_unshown(tmp_path):
         "INFO started\nDEBUG config api_key=sk_live_Leaked123\nINFO tick\nDEBUG config password=hunter2-leaked\n"
     )
     pattern = r"(?i:(password|api[_-]?key)\s*[:=])"
-    inventory = {
-        "environment": "selftest-log-unshown",
-        "hosts": [{"name": "here", "spec": "local://"}],
-        "logs": [
-            {
-                "name": "agg",
-                "host": "here",
-                "file": str(log_file),
-                "forbidden": [
-                    {"name": "secrets", "pattern": pattern, "show_lines": False},
-                    {"name": "secrets-shown", "pattern": pattern},
-                    {"name": "panic", "pattern": "PANIC", "show_lines": False},
-                ],
-            }
-        ],
-    }
+    forbidden = [
+        {"name": "secrets", "pattern": pattern, "show_lines": False},
+        {"name": "secrets-shown", "pattern": pattern},
+        {"name": "panic", "pattern": "PANIC", "show_lines": False},
+    ]
+    inventory = file_logs("selftest-log-unshown", "agg", log_file, forbidden=forbidden)
     result = run_suite(inventory, tmp_path / "run", "-m", "logs")
     message = result.assert_failed(
         "test_log_forbidden_pattern_absent[agg:secrets]", "2 line(s) matching", "> limit 0", "lines not shown"
@@ -407,3 +406,14 @@ def test_forbidden_lines_can_be_left_unshown(tmp_path):
     assert "Leaked123" not in message and "hunter2" not in message
     result.assert_failed("test_log_forbidden_pattern_absent[agg:secrets-shown]", "last: ", "api_key=")
     result.assert_passed("test_log_forbidden_pattern_absent[agg:panic]")
+
+
+def test_a_json_line_nested_past_the_recursion_limit_is_not_an_object(tmp_path):
+    """A log line of `{"a": ` and 100,000 `[` (json raised RecursionError: a traceback, not the
+    check's verdict): it is not a JSON object, and the real error line after it still counts."""
+    log_file = tmp_path / "app.log"
+    log_file.write_text('INFO started\n{"a": ' + "[" * 100_000 + '\n{"level": "error", "msg": "boom"}\n')
+    json_errors = {"name": "json_errors", "fields": [{"path": "level", "op": "==", "value": "error"}]}
+    inventory = file_logs("selftest-log-deep-json", "app", log_file, forbidden=[json_errors])
+    result = run_suite(inventory, tmp_path / "run", "-m", "logs")
+    result.assert_failed("test_log_forbidden_pattern_absent[app:json_errors]", "1 line(s) matching")

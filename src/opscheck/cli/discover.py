@@ -176,7 +176,7 @@ def from_prometheus(draft: Draft, url: str, timeout: float) -> None:
             response = requests.get(f"{base}{path}", timeout=(timeout, timeout), allow_redirects=False)
             response.raise_for_status()
             return response.json()["data"]
-        except (requests.RequestException, ValueError, KeyError) as exc:
+        except (requests.RequestException, ValueError, RecursionError, KeyError) as exc:
             raise OpscheckError(f"prometheus {base}: GET {path}: {one_line(exc)}") from None
 
     targets = get("/api/v1/targets").get("activeTargets", [])

@@ -160,7 +160,7 @@ class JsonApi(TargetReader):
                 self.unreachable.fail(f"{self.shown}: {reason(exc)}")
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past Python's limit
             body = clip(response.text, 500)
         return response.status_code, body
 

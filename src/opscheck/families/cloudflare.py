@@ -314,7 +314,7 @@ def _retry_after(answer: Any) -> float | None:
 def _json(answer: Any) -> dict:
     try:
         body = answer.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return {"errors": [{"message": f"not JSON: {answer.text[:200]!r}"}]}
     return body if isinstance(body, dict) else {}
 

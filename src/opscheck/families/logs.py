@@ -737,7 +737,7 @@ def json_object(text: str) -> dict | None:
         return None
     try:
         value, _ = _JSON.raw_decode(text, start)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past Python's limit
         return None
     return value if isinstance(value, dict) else None
 

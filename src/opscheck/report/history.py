@@ -5,10 +5,9 @@ page is static and rebuilt by every run, and a summary written before a field ex
 still reads (its statuses are derived from outcomes).
 """
 
+import json
 import re
 from pathlib import Path
-
-import pydantic_core
 
 from opscheck.report.verdict import failing, status
 
@@ -31,14 +30,11 @@ def run_dirs(env_dir: Path) -> list[Path]:
 
 
 def read_json(path: Path) -> object:
-    """A JSON file of a reports directory, or None when it is missing, damaged or hostile.
-
-    pydantic's parser: twice json's speed (every run reads every kept run's summary: 30 of
-    5.5 MB at 10,000 checks), and a file nested too deep is a ValueError where json.loads
-    raises RecursionError."""
+    """A JSON file of a reports directory, or None when it is missing, damaged or nested past
+    Python's recursion limit (json raises RecursionError there, not ValueError)."""
     try:
-        return pydantic_core.from_json(path.read_bytes())
-    except (OSError, ValueError):
+        return json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
         return None
 
 
@@ -81,8 +77,9 @@ def mark_failing_since(previous: list[dict], checks: list[dict], started: str, r
     for entry in checks:
         if not failing(entry):
             continue
-        before, run_of = last.get(entry["id"], (None, None))
-        if before is not None and run_of is not None and failing(before):
+        found = last.get(entry["id"])
+        if found is not None and failing(found[0]):
+            before, run_of = found
             entry["failing_since"] = before.get("failing_since") or run_of.get("started", "")
             entry["failing_since_run"] = before.get("failing_since_run") or run_of["run"]
             entry["failing_runs"] = int(before.get("failing_runs") or 1) + 1

@@ -470,9 +470,9 @@ class Run:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_html_results_table_row(self, report, cells):
-        """pytest-html renders a row, with its log, for every phase of a check and then keeps a
-        passed setup's or teardown's only for what the teardown captured: such a row is
-        dropped here (an empty row, pytest-html's documented way) before it costs anything."""
+        """pytest-html builds a row for every phase, then discards a passed setup's or
+        teardown's (keeping only a teardown's captured output): emptying the cells here, its
+        documented way to drop a row, skips that work."""
         if report.passed and report.when != "call" and not any("teardown" in h for h, _ in report.sections):
             del cells[:]
 
