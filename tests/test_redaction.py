@@ -2,6 +2,8 @@
 and masked (libpq key=value DSNs with spaces or quotes, passwords in URL queries, tokens,
 Basic auth headers, ssh:// host specs), and waived failures are redacted too."""
 
+import threading
+
 import pytest
 
 from opscheck.core import redact
@@ -89,3 +91,31 @@ def test_a_long_message_keeps_its_end_and_stays_masked():
     assert len(kept) <= 4000 and kept.startswith("Traceback") and kept.endswith("RuntimeError: the end")
     assert "cut-secret-77" not in kept and "[... cut ...]" in kept
     assert redact.clip_middle("short", 4000) == "short"
+
+
+def test_registering_while_another_thread_redacts():
+    """A gather thread registers a login token while a check's thread redacts: redact reads
+    whole snapshots (it iterated the set being added to: "Set changed size during iteration",
+    a healthy check failed so in CI)."""
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def keep_registering():
+        try:
+            for n in range(400):
+                redact.register(f"Tok3n-{n:05d}-race-Xq")
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=keep_registering, daemon=True).start()
+    text = "GET /auth/me with Tok3n-00007-race-Xq and a cut Tok3n-0299"
+    while not done.is_set():
+        try:
+            redact.redact(text)
+        except RuntimeError as exc:
+            errors.append(exc)
+            break
+    assert not errors, errors
+    assert "Tok3n-00007-race-Xq" not in redact.redact(text)

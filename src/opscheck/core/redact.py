@@ -15,6 +15,7 @@ import base64
 import html
 import json
 import re
+import threading
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urlunsplit
 
 MASK = "***"
@@ -24,21 +25,25 @@ FRAGMENT = 8  # a run this long of a secret (a cut-off prefix, a middle) is mask
 SENSITIVE_QUERY = re.compile(r"pass|secret|token|key|sig|auth|credential", re.IGNORECASE)
 DSN_PASSWORD = re.compile(r"\b(password|sslpassword)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
 LIBPQ_KEYS = re.compile(r"\b(host|hostaddr|dbname|user|port|sslmode|service)\s*=")
-_secrets: set[str] = set()
-
-
-_pieces: set[str] = set()  # every FRAGMENT-long window of every form that looks like key material
+# Immutable snapshots, replaced whole by `register`: a gather thread registers a login token
+# while a check's thread redacts, and iterating a set another thread adds to raises
+# "Set changed size during iteration" (a healthy check failed so in CI).
+_secrets: tuple[str, ...] = ()  # every form of every secret, longest first
+_pieces: frozenset[str] = frozenset()  # every FRAGMENT-long window of every form that looks like key material
+_REGISTERING = threading.Lock()
 
 
 def register(value: str | None) -> None:
     """Remember a secret: the credentials inside a URL or DSN, else the whole value."""
+    global _secrets, _pieces
     if not value:
         return
-    for secret in _credentials(value):
-        if len(secret) >= MIN_LENGTH:
-            for form in encodings(secret):
-                _secrets.add(form)
-                _pieces.update(p for p in _windows(form) if _looks_random(p))
+    forms = {form for secret in _credentials(value) if len(secret) >= MIN_LENGTH for form in encodings(secret)}
+    with _REGISTERING:
+        if forms <= set(_secrets):
+            return
+        _secrets = tuple(sorted(forms.union(_secrets), key=len, reverse=True))
+        _pieces = _pieces.union(p for form in forms for p in _windows(form) if _looks_random(p))
 
 
 def encodings(secret: str) -> set[str]:
@@ -56,10 +61,10 @@ def basic_auth(user: str, password: str) -> str:
 
 def redact(text: str) -> str:
     """Replace every registered secret in text by ***, and any FRAGMENT-long run of one."""
-    for secret in sorted(_secrets, key=len, reverse=True):
+    for secret in _secrets:
         if secret in text:
             text = text.replace(secret, MASK)
-    return _mask_fragments(text) if _pieces else text
+    return _mask_fragments(text, _pieces) if _pieces else text
 
 
 def _windows(form: str) -> list[str]:
@@ -72,10 +77,10 @@ def _looks_random(piece: str) -> bool:
     return bool(re.search(r"[0-9A-Z]", piece)) and not piece.isdigit() and bool(re.search(r"[a-z]", piece))
 
 
-def _mask_fragments(text: str) -> str:
+def _mask_fragments(text: str, pieces: frozenset[str]) -> str:
     """Mask what is left of a secret that was cut or spliced: any FRAGMENT characters of it."""
     hidden = bytearray(len(text))
-    for piece in _pieces:
+    for piece in pieces:
         at = text.find(piece)
         while at != -1:
             hidden[at : at + FRAGMENT] = b"\x01" * FRAGMENT
