@@ -172,7 +172,9 @@ class ClientCache(Generic[T]):
             return self.clients[target.name]
 
     def close(self) -> None:
-        for client in self.clients.values():
+        with self.lock:  # a gather read still running past the session's end may add one
+            clients = list(self.clients.values())
+        for client in clients:
             close = getattr(client, "close", None)
             if close:
                 close()

@@ -469,7 +469,9 @@ class AwsClient(SelectedReads):
             return self._clients[service]
 
     def close(self) -> None:
-        for client in self._clients.values():
+        with self.lock:  # a gather read still running past the session's end may add one
+            clients = list(self._clients.values())
+        for client in clients:
             client.close()
 
     def call(self, service: str, operation: str, **params: Any) -> dict:
