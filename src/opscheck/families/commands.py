@@ -18,7 +18,6 @@ failure is cut and scrubbed of credential-looking values.
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import socket
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from opscheck.core import jsondoc
 from opscheck.core.cache import TargetReader
 from opscheck.core.errors import OpscheckError, one_line
 from opscheck.core.lazy import optional
@@ -132,8 +132,8 @@ class OutputCondition(Condition):
     def actual(self, text: str) -> Any:
         if self.path is not None:
             try:
-                data = json.loads(text)
-            except (ValueError, RecursionError):
+                data = jsondoc.loads(text)
+            except ValueError:
                 raise OpscheckError(f"{self.stream} is not JSON") from None
             return jmespath.search(self.path, data)
         if self.capture is not None:

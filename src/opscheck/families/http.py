@@ -8,7 +8,6 @@ with a 503, is reachable: its checks fail on their own merits. An endpoint's opt
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
-from opscheck.core import redact
+from opscheck.core import jsondoc, redact
 from opscheck.core.cache import TargetReader
 from opscheck.core.errors import OpscheckError, blocked, one_line
 from opscheck.core.lazy import optional
@@ -235,8 +234,8 @@ class Answer:
     def json(self):
         if self._json is None:
             try:
-                self._json = json.loads(self.text)
-            except (ValueError, RecursionError):  # RecursionError: nested past Python's limit
+                self._json = jsondoc.loads(self.text)
+            except ValueError:
                 raise OpscheckError(f"{mask_url(self.url)}: the body is not JSON: {clip(self.text, 200)!r}") from None
         return self._json
 
@@ -347,8 +346,8 @@ class HttpClient(TargetReader):
             with self.lock:
                 self.unreachable.fail(f'http "{self.target.name}" login {login.url}: {reason(exc)}')
         try:
-            data = json.loads(text)
-        except (ValueError, RecursionError):
+            data = jsondoc.loads(text)
+        except ValueError:
             data = None
         found = jmespath.search(login.token_path, data) if data is not None else None
         token = found if isinstance(found, str) and found else None

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
 import re
 import threading
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator, model_validator
 
-from opscheck.core import times
+from opscheck.core import jsondoc, times
 from opscheck.core.cache import TargetReader
 from opscheck.core.errors import OpscheckError, one_line
 from opscheck.core.lazy import optional
@@ -468,8 +467,8 @@ class KubeClient(TargetReader):
     def _json(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict:
         response = self._call(what, fn, *args, **kwargs)
         try:
-            data = json.loads(response.data)
-        except (ValueError, RecursionError):
+            data = jsondoc.loads(response.data)
+        except ValueError:
             raise OpscheckError(
                 f"{self.shown}: {what}: the API server answered with something else than JSON"
             ) from None
@@ -698,9 +697,9 @@ def api_error(exc: Any) -> str:
     """`403 Forbidden: pods is forbidden: User ... cannot list ...` from an ApiException."""
     message = ""
     try:
-        body = json.loads(exc.body or "{}")
+        body = jsondoc.loads(exc.body or "{}")
         message = body.get("message", "") if isinstance(body, dict) else ""
-    except (TypeError, ValueError, RecursionError):
+    except (TypeError, ValueError):
         message = ""
     hint = {
         401: " (the credentials were refused)",

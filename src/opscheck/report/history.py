@@ -5,10 +5,10 @@ page is static and rebuilt by every run, and a summary written before a field ex
 still reads (its statuses are derived from outcomes).
 """
 
-import json
 import re
 from pathlib import Path
 
+from opscheck.core import jsondoc
 from opscheck.report.verdict import failing, status
 
 FLAP_WINDOW = 10  # runs
@@ -30,11 +30,10 @@ def run_dirs(env_dir: Path) -> list[Path]:
 
 
 def read_json(path: Path) -> object:
-    """A JSON file of a reports directory, or None when it is missing, damaged or nested past
-    Python's recursion limit (json raises RecursionError there, not ValueError)."""
+    """A JSON file of a reports directory, or None when it is missing or damaged."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError):
+        return jsondoc.loads(path.read_text())
+    except (OSError, ValueError):
         return None
 
 
