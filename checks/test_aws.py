@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from opscheck.core.checking import expect, fmt, holds, listed, pct
+from opscheck.core.redact import clip_line
 from opscheck.core.times import ago, parse_duration, since_last_run
 from opscheck.families.aws import alarm_allowed, alb_queries, ecs_of, metric_queries, rds_queries, scan_counts
 from opscheck.families.aws import severity_at_or_above as at_or_above
@@ -29,7 +30,7 @@ def _service(aws_api, spec) -> dict:
 
 def _newest_event(service: dict) -> str:
     events = service.get("events") or []
-    return f"; newest event: {' '.join(events[0]['message'].split())[:200]}" if events else ""
+    return f"; newest event: {clip_line(events[0]['message'], 200)}" if events else ""
 
 
 # --- ECS: the deploy gate -----------------------------------------------------------------
@@ -132,7 +133,7 @@ def test_aws_ecs_no_failure_events(aws_ecs, aws_api, state):
     since = since_last_run(state)
     patterns = [p.lower() for p in spec.event_patterns]
     bad = [
-        f"{e['createdAt']:%Y-%m-%d %H:%M:%S}: {' '.join(e['message'].split())[:200]}"
+        f"{e['createdAt']:%Y-%m-%d %H:%M:%S}: {clip_line(e['message'], 200)}"
         for e in _service(aws_api, spec).get("events", [])
         if e["createdAt"] >= since and any(p in e["message"].lower() for p in patterns)
     ]
@@ -430,8 +431,7 @@ def test_aws_no_alarm_in_alarm(aws_alarms, aws_api):
     spec = aws_alarms.alarms
     firing = [a for a in aws_api.alarms_in_alarm() if not alarm_allowed(a["AlarmName"], spec.allow)]
     shown = [
-        f"{a['AlarmName']} (since {ago(a.get('StateUpdatedTimestamp'))}: "
-        f"{' '.join(str(a.get('StateReason', '')).split())[:150]})"
+        f"{a['AlarmName']} (since {ago(a.get('StateUpdatedTimestamp'))}: {clip_line(a.get('StateReason', ''), 150)})"
         for a in sorted(firing, key=lambda a: a["AlarmName"])
     ]
     prefix = f" with prefix {spec.prefix!r}" if spec.prefix else ""
@@ -554,7 +554,7 @@ def test_aws_autoscaling_no_failed_activity(aws_scalable, aws_api):
     spec = aws_scalable.value
     since = _now() - parse_duration(spec.activity_window)
     failed = [
-        f"{a['StartTime']:%Y-%m-%d %H:%M}: {' '.join(str(a.get('StatusMessage') or a.get('Cause', '')).split())[:200]}"
+        f"{a['StartTime']:%Y-%m-%d %H:%M}: {clip_line(a.get('StatusMessage') or a.get('Cause', ''), 200)}"
         for a in aws_api.scaling_activities(spec)
         if a.get("StatusCode") == "Failed" and a["StartTime"] >= since
     ]

@@ -12,6 +12,7 @@ import pytest
 
 from opscheck.core.checking import expect, fmt, holds
 from opscheck.core.errors import OpscheckError
+from opscheck.core.redact import redact
 from opscheck.families.commands import excerpt
 
 
@@ -67,5 +68,5 @@ def test_command_output(command_output, command_runner):
 def _short(actual, check) -> str:
     if not check.show_output and isinstance(actual, str):
         return f"a text of {len(actual)} characters"
-    text = repr(actual)
+    text = redact(repr(actual))  # masked, then cut
     return text if len(text) <= 120 else text[:117] + "..."

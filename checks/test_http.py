@@ -173,7 +173,7 @@ def test_http_redirects_to_https(http_redirect, inventory):
     location = {k.lower(): v for k, v in headers.items()}.get("location", "")
     expect(
         status in (301, 302, 303, 307, 308) and location.lower().startswith("https://"),
-        f'http "{http_redirect.name}" {mask_url(source)}: answered {status} with Location {location!r}, '
+        f'http "{http_redirect.name}" {mask_url(source)}: answered {status} with Location {mask_url(location)!r}, '
         "expected a redirect to https://",
     )
 

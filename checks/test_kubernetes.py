@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 
 from opscheck.core.checking import expect, fmt, listed
+from opscheck.core.redact import clip_line
 from opscheck.core.times import since_last_run
 from opscheck.families.docker import probe_script
 from opscheck.families.kubernetes import (
@@ -671,7 +672,7 @@ def test_k8s_probe(k8s_probe, kube):
         code, output = kube.exec(
             namespace.name, name_of(pod), container, probe_script(probe.http or probe.tcp, seconds)
         )
-        detail = " ".join(output.split())[:300]
+        detail = clip_line(output, 300)
         expect(
             code == 0,
             f"{where}: {probe.what()} failed: "
@@ -685,7 +686,7 @@ def test_k8s_probe(k8s_probe, kube):
         addresses = resolved_addresses(output)
         expect(
             code == 0 and bool(addresses),
-            f"{where}: {probe.resolve} does not resolve (exit {code}: {' '.join(output.split())[:300]})",
+            f"{where}: {probe.resolve} does not resolve (exit {code}: {clip_line(output, 300)})",
         )
         wanted = probe.expect_address
         if probe.expect_service:

@@ -107,7 +107,7 @@ def _start(source, entry, log_reader, log_window):
 
 
 def _stamped(when, text: str) -> str:
-    return f"{when:%Y-%m-%d %H:%M:%S} UTC {text.strip()[:200]}" if when else text.strip()[:200]
+    return f"{when:%Y-%m-%d %H:%M:%S} UTC {clip(text.strip(), 200)}" if when else clip(text.strip(), 200)
 
 
 @pytest.mark.runbook(

@@ -6,6 +6,7 @@ Queries run read-only (fixtures/postgres.py) as a least-privilege role with pg_m
 import pytest
 
 from opscheck.core.checking import expect, fmt, growth_since_last_run, holds, pct
+from opscheck.core.redact import clip_line
 from opscheck.families.postgres import expected_heads, recorded_revisions
 
 pytestmark = [pytest.mark.database]
@@ -79,7 +80,7 @@ def test_postgres_sql_assertion(sql_assertion, pg, incident_params):
     expect(
         holds(actual, check.op, check.value),
         f'{pg.shown}: assertion "{check.name}"{given}: got {actual!r}, expected {check.op} '
-        f"{check.value!r} (query: {' '.join(check.query.split())[:300]})",
+        f"{check.value!r} (query: {clip_line(check.query, 300)})",
     )
 
 
@@ -102,7 +103,7 @@ def _sessions(pg, where: str, since: str, limit_s: float) -> tuple[int, str]:
     count, rows = pg.rows(ACTIVITY_SQL.format(where=where, since=since), [limit_s], limit=3)
     shown = "; ".join(
         f"pid {r['pid']} {r['usename']}@{r['datname']} ({r['application_name'] or 'no app name'}) "
-        f"{r['state']} {fmt(r['seconds'])} s: {' '.join((r['query'] or '').split())[:80]}"
+        f"{r['state']} {fmt(r['seconds'])} s: {clip_line(r['query'] or '', 80)}"
         for r in rows
     )
     return count, shown

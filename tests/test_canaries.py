@@ -127,3 +127,124 @@ def test_no_canary_leaves_in_any_encoding(tmp_path, echo, monkeypatch):
         if value in output
     ]
     assert not leaks, "\n".join(leaks[:40])
+
+
+# Secrets outside the fields declared secret, and secrets that take an unusual path out.
+H = {i: hashlib.sha256(b"beyond%d" % i).hexdigest()[:14] for i in range(1, 12)}
+WORDS = "correcthorsebatterystaplemonitor"  # no digit or capital: its pieces look like words
+LEAKED_BY_SERVER = "0a1b2c3d4e5f6a7b8c"  # a credential only the server knows, in its Location
+
+
+class EchoAll(BaseHTTPRequestHandler):
+    """Answers 500 with the request's body and secret-bearing headers first, after padding
+    that puts them where a message is cut; /redirect answers 302 to a URL with userinfo."""
+
+    def _echo(self, body: bytes) -> None:
+        if self.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", f"http://admin:{LEAKED_BY_SERVER}@127.0.0.1/cb")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        first = ("Authorization", "Cookie")
+        headers = sorted(self.headers.items(), key=lambda kv: kv[0] not in first)
+        pad = 156 if self.path == "/login" else 100  # the login's password is cut at 200 characters
+        text = "x" * pad + body.decode(errors="replace") + " " + " ".join(f"{k}={v}" for k, v in headers)
+        text += f" path={self.path}"
+        data = text.encode()
+        self.send_response(500)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        self._echo(b"")
+
+    def do_POST(self):
+        self._echo(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+    def log_message(self, *args):
+        pass
+
+
+def test_no_secret_leaves_from_fields_not_declared_secret(tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), EchoAll)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    echo, dead = f"127.0.0.1:{server.server_address[1]}", f"127.0.0.1:{closed_port()}"
+    json_check = [{"path": "status", "op": "==", "value": "ok"}]
+    inventory = {
+        "environment": "selftest-canaries-beyond",
+        "defaults": {"timeout": 2},
+        "postgres": [  # libpq reads a # in the userinfo or the query as part of the password
+            {"name": "hash", "dsn": f"postgresql://{USER}:ab#{H[1]}@{dead}/app"},
+            {"name": "query-hash", "dsn": f"postgresql://{USER}@{dead}/app?password=cd#{H[2]}"},
+        ],
+        "http": [
+            {"name": "cookie", "url": f"http://{echo}/c", "headers": {"Cookie": f"user=ops; session={H[3]}"}},
+            {
+                "name": "body",
+                "url": f"http://{echo}/b",
+                "method": "POST",
+                "body": {"client_secret": H[4], "client_id": "ops"},
+                "json": json_check,
+            },
+            {
+                "name": "form",
+                "url": f"http://{echo}/f",
+                "method": "POST",
+                "body": f"grant_type=x&client_secret={H[5]}",
+                "json": json_check,
+            },
+            {
+                "name": "login",
+                "url": f"http://{echo}/me",
+                "auth": {"login": {"url": f"http://{echo}/login", "username": "mon", "password": WORDS}},
+            },
+            {
+                "name": "token-login",
+                "url": f"http://{echo}/me2",
+                "auth": {"login": {"url": f"http://{H[6]}:@{dead}/login"}},
+            },
+            {"name": "latin-1", "url": f"http://{USER}:pässwörd{H[7]}@{echo}/l", "json": json_check},
+            {"name": "path-token", "url": f"http://{echo}/bot${{BOT_TOKEN}}/getMe", "json": json_check},
+            {
+                "name": "redirect",
+                "url": f"http://{echo}/r",
+                "security": {"https_redirect_from": f"http://{echo}/redirect"},
+            },
+        ],
+        "commands": [
+            {
+                "name": "cli",
+                "spec": "local://",
+                "run": [{"name": "argv", "argv": ["sh", "-c", "exit 3", "sh", "${CLI_PW}"]}],
+            }
+        ],
+    }
+    log_file = tmp_path / "debug.log"
+    env = {"CLI_PW": H[8], "BOT_TOKEN": H[9]}
+    args = ("-p", "no:randomly", f"--log-file={log_file}", "--log-file-level=DEBUG")
+    try:
+        result = run_suite(yaml.safe_dump(inventory, sort_keys=False), tmp_path, *args, env=env)
+    finally:
+        server.shutdown()
+    assert result.rc == 1, result.output
+    # the secrets did reach the outputs, masked: the test would prove nothing otherwise
+    assert "Cookie=***" in result.message("test_http_status[cookie]"), result.message("test_http_status[cookie]")
+    assert "***" in result.message("test_http_login_succeeds[login]")
+    outputs = {"stdout": result.output, "debug.log": log_file.read_text(errors="replace")}
+    for name in ("report.html", "details.html", "junit.xml", "summary.json"):
+        (path,) = {p.resolve() for p in tmp_path.glob(f"reports/*/*/{name}")}
+        outputs[name] = path.read_text(errors="replace")
+    secrets = [f"ab#{H[1]}", f"cd#{H[2]}", *(H[i] for i in range(3, 10)), WORDS, LEAKED_BY_SERVER]
+    latin_1 = base64.b64encode(f"{USER}:pässwörd{H[7]}".encode("latin-1")).decode()
+    found = [(s, form, value) for s in secrets for form, value in forms(s).items()]
+    found += [(latin_1, f"latin-1 Basic fragment {i}", latin_1[i : i + 8]) for i in range(8, len(latin_1) - 7)]
+    leaks = [
+        f"{form} of {secret[:4]}... in {where}"
+        for secret, form, value in found
+        for where, text in outputs.items()
+        if value in text
+    ]
+    assert not leaks, "\n".join(leaks[:40])

@@ -5,8 +5,12 @@ checks after it whose targets are read, so one slow target holds back its own ch
 The order is read from junit.xml, which lists the checks as they ran.
 """
 
+import subprocess
+import sys
 import time
 import xml.etree.ElementTree as ET
+
+import pytest
 
 from opscheck.core.gather import Gatherer, Job
 from tests.conftest import run_suite
@@ -76,3 +80,43 @@ def test_a_targets_gather_counts_from_when_its_family_was_asked():
         assert gatherer.deadline(target, 10) == asked + 10
     finally:
         gatherer.close()
+
+
+# pytest's log capture walks logging's loggers on the main thread as every check phase starts;
+# a gather thread's import adds loggers meanwhile (a healthy check failed so in CI)
+LOGGER_RACE = """
+import logging, sys, threading, time
+from _pytest.logging import LogCaptureHandler, catching_logs
+from opscheck.core.gather import guard_logger_table
+if sys.argv[1] == "guarded":
+    guard_logger_table()
+sys.setswitchinterval(1e-6)
+for i in range(300):
+    logging.getLogger(f"imported.{i}")
+stop = threading.Event()
+def gather_imports():
+    n = 0
+    while not stop.is_set():
+        logging.getLogger(f"imported.lazily.{n}")
+        n += 1
+        time.sleep(0.0005)
+threading.Thread(target=gather_imports, daemon=True).start()
+deadline = time.monotonic() + 2
+try:
+    while time.monotonic() < deadline:
+        with catching_logs(LogCaptureHandler()):
+            pass
+finally:
+    stop.set()
+"""
+
+
+@pytest.mark.parametrize("variant", ["unguarded", "guarded"])
+def test_log_capture_meets_loggers_made_by_gather_threads(tmp_path, variant):
+    script = tmp_path / "race.py"
+    script.write_text(LOGGER_RACE)
+    proc = subprocess.run([sys.executable, str(script), variant], capture_output=True, text=True, timeout=60)
+    if variant == "unguarded":  # the race is real, and this test can see it
+        assert proc.returncode == 1 and "dictionary changed size during iteration" in proc.stderr, proc.stderr
+    else:
+        assert proc.returncode == 0, proc.stderr

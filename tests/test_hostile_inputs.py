@@ -8,6 +8,7 @@ random YAML documents and random mutations of the shipped inventories.
 """
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from tests.conftest import REPO
 from tests.hostile import run_forked
 
 SECRET = "Hostile5ecretCanary"
-ENV = {"HOSTILE_SECRET": SECRET, "HOSTILE_EMPTY": ""}
+ENV = {"HOSTILE_SECRET": SECRET, "HOSTILE_EMPTY": "", "HOSTILE_BIG": "b" * 100_000}
 H = "environment: h\n"
 PG = H + "postgres:\n  - name: db\n    dsn: postgresql://ops:" + SECRET + "@127.0.0.1:5432/app\n"
 INV = "inventory.yml"
@@ -115,6 +116,11 @@ INVENTORIES: dict[str, tuple[str, list[str]]] = {
     ),
     "long-environment": ("environment: " + "e" * 300 + "\n", [f"{INV}:1", "environment"]),
     "environment-path": ("environment: ../../etc\n", [f"{INV}:1", "environment"]),
+    "environment-a-page": ("environment: index.html\n", [f"{INV}:1", "environment", ".html"]),  # reports/index.html
+    "variable-bomb": (  # 2,000 references to a 100 KB value: 200 MB once expanded
+        H + "hosts:\n" + "".join(f"  - {{name: h{i}, spec: 'local://${{HOSTILE_BIG}}'}}\n" for i in range(2000)),
+        [f"{INV}:", "past 8 MB"],
+    ),
     "long-target-name": (H + "hosts:\n  - name: " + "n" * 300 + "\n", [f"{INV}:3", "hosts[0].name"]),
     # --- URLs, DSNs, host specs
     "dsn-port-range": (
@@ -380,6 +386,10 @@ PYTEST_OPTIONS: dict[str, tuple[list[str], int, list[str]]] = {
     "param-no-value": (["--param=incident"], 4, ["--param"]),
     "param-empty-name": (["--param==x"], 4, ["--param"]),
     "param-bad-time": (["--param=incident_start=2026-13-45"], 4, ["incident_start"]),
+    "param-bad-time-xdist": (["--param=incident_start=2026-13-45", "-n", "2"], 4, ["incident_start"]),
+    "timeout-infinite": (["--timeout=inf"], 4, ["--timeout"]),
+    "pushgateway-timeout-zero": (["--pushgateway-timeout=0"], 4, ["--pushgateway-timeout"]),
+    "pushgateway-timeout-nan": (["--pushgateway-timeout=nan"], 4, ["--pushgateway-timeout"]),
 }
 
 CLI: dict[str, tuple[list[str], int, list[str]]] = {
@@ -401,6 +411,19 @@ CLI: dict[str, tuple[list[str], int, list[str]]] = {
     "signoff-empty-env": (["signoff", "weekly-review", "--by", "a", "--env", ""], 2, ["--env"]),
     "validate-missing": (["validate", "missing.yml"], 4, ["missing.yml", "cannot read"]),
     "validate-directory": (["validate", "."], 4, ["cannot read"]),
+    "validate-fifo": (["validate", "fifo.yml"], 4, ["fifo.yml", "not a regular file"]),  # it waited forever
+    "validate-symlink-loop": (["validate", "loop.yml"], 4, ["loop.yml", "cannot read"]),
+    "signoff-not-utf8": (
+        ["signoff", "weekly-review", "--by", "a", "--env", "inventory", "--note", "\udcff"],
+        4,
+        ["--note"],
+    ),
+    "coverage-catalog-list-id": (
+        ["coverage", "--catalog", "catalog.yml", "inventories/inventory.yml"],
+        4,
+        ["catalog.yml", "text id"],
+    ),
+    "discover-output-unwritable": (["discover", "--host", "local://", "-o", "/nonexistent/x.yml"], 4, ["cannot write"]),
     "no-command": ([], 2, ["command"]),
 }
 
@@ -471,6 +494,10 @@ def test_broken_cli_option_is_refused(case, tmp_path):
     argv, rc, fragments = CLI[case]
     folder = _case_dir(tmp_path)
     (folder / "inventories" / "inventory.yml").write_text(CHECKLIST_INV)
+    os.mkfifo(folder / "fifo.yml")
+    (folder / "loop.yml").symlink_to("loop-b")
+    (folder / "loop-b").symlink_to("loop.yml")
+    (folder / "catalog.yml").write_text("checks:\n  - {id: [a]}\n")
     outcome = run_forked("opscheck", argv, folder, ENV)
     _assert_clean(outcome, rc, fragments)
     assert not list(tmp_path.rglob("*.signoffs.yml")), "nothing may be recorded"

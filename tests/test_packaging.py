@@ -91,6 +91,18 @@ def test_collect_only_writes_no_run_and_keeps_latest(run_checks, tmp_path):
     assert not (tmp_path / "other").exists()
 
 
+def test_init_works_from_the_editable_install_too(tmp_path):
+    """The quick start installs with `pip install -e`: `opscheck init` finds its files there."""
+    init = [sys.executable, "-m", "opscheck.cli", "init"]
+    proc = subprocess.run([*init, str(tmp_path / "project")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "project" / "inventories" / "local.yml").is_file()
+    assert (tmp_path / "project" / "checks" / "test_redis.py").is_file()
+    (tmp_path / "a-file").write_text("")
+    proc = subprocess.run([*init, str(tmp_path / "a-file")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 4 and "is not a folder" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
 def test_the_wheel_alone_makes_a_project_that_runs_daily(tmp_path):
     source = tmp_path / "source"  # a copy: building writes build/ and *.egg-info into the source tree
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".venv", ".git", "reports", "build", "*.egg-info"))

@@ -119,3 +119,94 @@ def test_registering_while_another_thread_redacts():
             break
     assert not errors, errors
     assert "Tok3n-00007-race-Xq" not in redact.redact(text)
+
+
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("postgresql://ops:pa#ss9Word@db:5432/app", "postgresql://ops:***@db:5432/app"),  # libpq: # is in the password
+        (
+            "postgresql://ops@db/app?password=pa#ss9Word&sslmode=require",
+            "postgresql://ops@db/app?password=***&sslmode=require",
+        ),
+        ("postgresql://ops:pa[ss99x@db/app", "postgresql://ops:***@db/app"),  # urlsplit refuses it; the host stays
+        ("postgresql://ops@db/app", "postgresql://ops@db/app"),  # a role alone is no secret
+        ("http://tok3n1234abcd:@api/", "http://***@api/"),
+        (
+            "http://api/cb?to=http%3A%2F%2Fa%3Asecret9X%40h&page=2",
+            "http://api/cb?to=http%3A%2F%2Fa%3Asecret9X%40h&page=2",
+        ),
+        ("http://api/cb?token=abc%40def99&page=2", "http://api/cb?token=***&page=2"),  # masked as written, not decoded
+    ],
+)
+def test_urls_are_masked_as_their_clients_read_them(url, shown):
+    redact.register(url)
+    assert redact.mask_url(url) == shown
+
+
+def test_values_that_are_not_urls_register_what_goes_out_alone():
+    redact.register("user=ops; session=ck7Session99")  # a cookie, not a password-less libpq DSN
+    assert "ck7Session99" not in redact.redact("Cookie: session=ck7Session99; theme=dark")
+    redact.register("host=db user=ops dbname=app")  # a DSN without a password holds no secret
+    assert redact.redact("user=ops dbname=app") == "user=ops dbname=app"
+    redact.register("-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0B\n-----END PUBLIC KEY-----\n")
+    assert redact.redact("GRANT USAGE ON SCHEMA s TO PUBLIC; key MIIBIjANBgkqhkiG9w0B") == (
+        "GRANT USAGE ON SCHEMA s TO PUBLIC; key ***"
+    )
+    assert redact.secrets_in_body({"client_id": "ops", "auth": {"client_secret": "nested-s3cret"}}) == ["nested-s3cret"]
+    assert redact.secrets_in_body("grant_type=password&client_secret=form-s3cret") == ["form-s3cret"]
+
+
+def test_a_kubeconfig_token_and_password_are_registered():
+    kubernetes_client = pytest.importorskip("kubernetes.client")
+    from opscheck.families.kubernetes import _register_credentials
+
+    configuration = kubernetes_client.Configuration()
+    configuration.api_key = {"authorization": "Bearer kube-t0ken-Abcdef"}
+    configuration.username, configuration.password = "kadmin", "kube-Passw0rd"
+    _register_credentials(configuration)
+    basic = configuration.get_basic_auth_token().split()[1]
+    text = redact.redact(f"401: Bearer kube-t0ken-Abcdef; Basic {basic}; password kube-Passw0rd")
+    assert "kube-t0ken" not in text and basic not in text and "Passw0rd" not in text, text
+
+
+def test_log_lines_written_as_they_come_are_masked():
+    import logging
+
+    redact.register("log-s3cret-Value9")
+    formatter = redact.MaskedFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    record = logging.LogRecord("urllib3", logging.DEBUG, __file__, 1, "GET /?token=%s", ("log-s3cret-Value9",), None)
+    assert formatter.format(record) == "DEBUG GET /?token=***"
+
+
+def test_an_ansible_vars_file_error_names_the_line_not_its_text(tmp_path):
+    from opscheck.core.ansible import AnsibleInventoryError, read_inventory
+
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "web.yml").write_text('ansible_become_password: "Bec0mePassw0rd" extra\n')
+    (tmp_path / "hosts.ini").write_text("[web]\nweb1\n")
+    with pytest.raises(AnsibleInventoryError) as raised:
+        read_inventory(tmp_path / "hosts.ini")
+    assert "Bec0mePassw0rd" not in str(raised.value) and "web.yml:1" in str(raised.value), str(raised.value)
+
+
+def test_cli_urls_and_dsns_stay_out_of_their_errors(tmp_path):
+    import subprocess
+    import sys
+
+    dead = closed_port()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "opscheck.cli",
+            "discover",
+            "--prometheus",
+            f"http://prom:PromDiscPw99@127.0.0.1:{dead}/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "cannot" in proc.stderr or "prometheus" in proc.stderr, proc.stderr
+    assert "PromDiscPw99" not in proc.stdout + proc.stderr, proc.stderr

@@ -1,9 +1,12 @@
 """Reports: the run directory, latest, junit properties, summary, pruning, xdist, --no-skips."""
 
 import json
+import os
 import re
 import xml.etree.ElementTree as ET
 from html import unescape
+
+import pytest
 
 from tests.conftest import LOCAL, run_suite
 
@@ -134,12 +137,35 @@ def test_damaged_earlier_runs_are_passed_over(tmp_path):
         ("20200101T000000Z", b'{"checks": ['),
         ("20200102T000000Z", b"[" * 100_000),
         ("20200103T000000Z", b"\xff\xfe{}"),
+        ("20200104T000000Z", b'{"checks": []}'),  # JSON of the wrong shape: every later run failed on it
+        ("20200105T000000Z", b'{"checks": [1], "started": "x", "duration_s": 1, "exit_status": 0}'),
+        ("20200106T000000Z", b'{"checks": [{"outcome": "failed"}], "started": "x", "duration_s": 1, "exit_status": 0}'),
     ):
         (env_dir / name).mkdir()
         (env_dir / name / "summary.json").write_bytes(body)
+    (env_dir / "20200107T000000Z").mkdir()
+    os.mkfifo(env_dir / "20200107T000000Z" / "summary.json")  # a FIFO waits for a writer forever
     (env_dir / "state.json").write_bytes(b"[" * 100_000)
-    again = run_suite(LOCAL, tmp_path, "-m", "daily")
+    again = run_suite(LOCAL, tmp_path, "-m", "daily", timeout=120)
     assert again.rc == 0 and "Traceback" not in again.output, again.output[-3000:]
     assert again.summary["previous_run"] == first.summary["run"]
     assert first.summary["run"] in (env_dir / "index.html").read_text()
     assert json.loads((env_dir / "state.json").read_text())["last_run"] == again.summary["started"]
+
+
+@pytest.mark.parametrize("recorded", ["2099-01-01T00:00:00+00:00", "zzz", 5])
+def test_a_damaged_last_run_gives_way(tmp_path, recorded):
+    """state.json's last_run from a wrong clock (the future), or damaged, is replaced by this run's start."""
+    (tmp_path / "reports" / "local").mkdir(parents=True)
+    (tmp_path / "reports" / "local" / "state.json").write_text(json.dumps({"last_run": recorded}))
+    result = run_suite(LOCAL, tmp_path, "-m", "daily")
+    assert result.rc == 0, result.output[-3000:]
+    state = json.loads((tmp_path / "reports" / "local" / "state.json").read_text())
+    assert state["last_run"] == result.summary["started"]
+
+
+def test_latest_that_is_a_folder_is_left_and_the_run_kept(tmp_path):
+    (tmp_path / "reports" / "local" / "latest").mkdir(parents=True)
+    result = run_suite(LOCAL, tmp_path, "-m", "daily")
+    assert result.rc == 0 and "latest not moved" in result.output, result.output[-3000:]
+    assert (tmp_path / "reports" / "local" / result.summary["run"] / "report.html").is_file()

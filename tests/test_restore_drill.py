@@ -84,6 +84,16 @@ def test_refuses_a_target_of_the_inventory(setup):
     assert pg.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", dbname="app").strip() == "3"
 
 
+@pytest.mark.parametrize(
+    "into", ["host=127.0.0.1 user=drill password=Drill Pw99xSecr3t", "postgresql://drill:DrillPw%zzSecr3t@h/x"]
+)
+def test_a_malformed_dsn_is_refused_without_its_password(setup, into):
+    _, inventory = setup
+    proc = _drill(inventory, "app-dump", "--into", into)
+    assert proc.returncode == 4 and "not a valid DSN" in proc.stderr, proc.stdout + proc.stderr
+    assert "Secr3t" not in proc.stdout + proc.stderr, proc.stderr
+
+
 def test_restores_the_newest_dump_and_reports(setup):
     pg, inventory = setup
     proc = _drill(

@@ -9,11 +9,12 @@ of that family's targets.
 
 import os
 import re
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field, SecretStr, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, SecretStr, TypeAdapter, ValidationError, field_validator
 
 from opscheck.core import redact
 from opscheck.core.errors import ConfigError
@@ -55,6 +56,13 @@ class InventoryHead(Model):
     environment: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
     description: str = ""
     defaults: Defaults = Field(default_factory=Defaults)
+
+    @field_validator("environment")
+    @classmethod
+    def _not_a_page(cls, value: str) -> str:
+        if value.lower().endswith((".html", ".json", ".lock", ".tmp")):  # reports/<env>/ beside reports/index.html
+            raise ValueError("cannot end in .html, .json, .lock or .tmp: it names a folder of reports/")
+        return value
 
 
 class Inventory(InventoryHead):
@@ -179,6 +187,12 @@ def empty(environment: str) -> Inventory:
 
 ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 REFERENCE_START = re.compile(r"\$\{([A-Za-z0-9_]{0,64})")
+# the names of variables that hold a secret, whatever field they are used in
+SECRET_NAME = re.compile(
+    r"PASS|PWD|(^|_)PW(_|$)|SECRET|TOKEN|(^|_)(API_?)?KEY(S?)(_|$)|APIKEY|CREDENTIAL|(^|_)AUTH|COOKIE|SESSION|PRIVATE",
+    re.IGNORECASE,
+)
+SWITCHES = frozenset(["true", "false", "yes", "no", "on", "off", "none", "null"])
 
 
 def path_for_env(env: str, inventories: Path | None = None) -> Path:
@@ -195,9 +209,9 @@ def load(path: str | Path, here: bool = True) -> Inventory:
     document = read_yaml(Path(path), "inventory")
     if not isinstance(document.data, dict):
         raise ConfigError([f"{document.shown}:1: the top level must be a mapping (environment: ..., hosts: ...)"])
-    problems: list[str] = []
-    unset: set[tuple] = set()
-    data = _expand(document.data, (), document, problems, unset)
+    expansion = Expansion(document)
+    data = _expand(document.data, (), expansion)
+    problems, unset = expansion.problems, expansion.unset
     context = {"base": Path(path).parent, "here": here}
     errors: list[Any] = []
     fields: dict[str, Any] = {}
@@ -234,6 +248,8 @@ def load(path: str | Path, here: bool = True) -> Inventory:
     if problems:
         raise ConfigError(problems)
     _register_secrets(inventory)
+    for value in expansion.secrets:
+        redact.register(value)
     return inventory
 
 
@@ -247,29 +263,53 @@ def _untagged(errors: list) -> list:
     return errors
 
 
-def _expand(value, path: tuple, document: YamlDocument, problems: list, unset: set):
-    """Replace ${VAR} and ${VAR:-default} in every string from the environment."""
+@dataclass
+class Expansion:
+    """What expanding an inventory's ${VAR}s found: its problems, the fields left unset, the
+    values of variables named like secrets, and how many characters the variables added."""
+
+    document: YamlDocument
+    problems: list[str] = field(default_factory=list)
+    unset: set[tuple] = field(default_factory=set)
+    secrets: list[str] = field(default_factory=list)
+    added: int = 0
+
+
+MAX_EXPANDED = 8 * 1024 * 1024  # characters ${VAR}s may add: 20,000 references to a 100 KB value is a bomb
+
+
+def _expand(value, path: tuple, expansion: Expansion):
+    """Replace ${VAR} and ${VAR:-default} in every string from the environment; the value of
+    a variable named like a secret (`${REDIS_PW}`, `${API_TOKEN}`) is kept as a secret, wherever
+    it is used: an argv, a request body or a URL path are not fields known to hold one."""
     if isinstance(value, dict):
-        return {k: _expand(v, path + (k,), document, problems, unset) for k, v in value.items()}
+        return {k: _expand(v, path + (k,), expansion) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, path + (i,), document, problems, unset) for i, v in enumerate(value)]
+        return [_expand(v, path + (i,), expansion) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
 
     def refuse(message: str) -> str:
-        problems.append(document.problem(path, message))
-        unset.add(path)
+        expansion.problems.append(expansion.document.problem(path, message))
+        expansion.unset.add(path)
         return ""
 
     def substitute(match: re.Match) -> str:
         name, default = match.group(1), match.group(2)
         if default is not None and "${" in default:
             return refuse(f"${{{name}:-...}}: a default cannot hold another ${{...}} reference")
-        if name in os.environ:
-            return os.environ[name]
-        if default is not None:
-            return default
-        return refuse(f"environment variable {name} is not set")
+        found = os.environ.get(name, default)
+        if found is None:
+            return refuse(f"environment variable {name} is not set")
+        if expansion.added > MAX_EXPANDED:  # said once, at the first reference past the limit
+            expansion.unset.add(path)
+            return ""
+        expansion.added += len(found)
+        if expansion.added > MAX_EXPANDED:
+            return refuse(f"${{{name}}}: the variables expand the inventory past {MAX_EXPANDED // 1024 // 1024} MB")
+        if SECRET_NAME.search(name) and found.lower() not in SWITCHES:  # ${USE_AUTH}=true is no secret
+            expansion.secrets.append(found)
+        return found
 
     result, pos = [], 0
     for start in REFERENCE_START.finditer(value):

@@ -25,7 +25,7 @@ from opscheck.core import markers, web
 from opscheck.core import redact as redaction
 from opscheck.core.cache import forget_across_workers
 from opscheck.core.errors import ConfigError, OpscheckError, TargetUnreachable
-from opscheck.core.gather import Gatherer, Selection
+from opscheck.core.gather import Gatherer, Selection, guard_logger_table
 from opscheck.core.model import (
     INVENTORY_KEY,
     INVENTORY_PATH_KEY,
@@ -89,6 +89,8 @@ def start(config) -> None:
         redaction.register(config.getoption("pushgateway"))  # its credentials, if the URL has any
     config.stash[INVENTORY_PATH_KEY] = path
     config.stash[PARAMS_KEY] = _parse_params(config.getoption("param"))
+    if getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput"):
+        _read_waivers(config)  # the xdist controller: a worker's refusal would be an INTERNALERROR
     under_xdist = hasattr(config, "workerinput") or getattr(config.option, "dist", "no") != "no"
     config.stash[INDEX_KEY] = ParameterIndex(inventory, grouped=under_xdist)
     if getattr(config.option, "dist", "no") == "load":
@@ -97,6 +99,7 @@ def start(config) -> None:
         config.option.loadgroup = True  # workers parse their own --dist; follow the controller
     if judges_checks(config):
         web.read_environment()  # here, in the main thread: not in the gather's threads, as requests would
+        guard_logger_table()
     if not hasattr(config, "workerinput") and judges_checks(config):
         run = reporting.Run(config, inventory, path)
         config.stash[RUN_KEY] = run
@@ -122,13 +125,20 @@ def _refuse_misrooted_run(config) -> None:
             )
 
 
+MAX_SECONDS = 86_400  # a timeout of a day or more is a typo (and inf overflows the timers)
+
+
 def _refuse_bad_options(config) -> None:
     """Options whose value would silently change what a run means (pytest-timeout's too)."""
     timeout = config.getoption("timeout", None)
-    if timeout is not None and not float(timeout) > 0:
+    if timeout is not None and not 0 < float(timeout) < MAX_SECONDS:
         raise pytest.UsageError(
-            f"--timeout={timeout}: the per-check timeout must be above 0 s (0 or less would disable it)"
+            f"--timeout={timeout}: the per-check timeout must be above 0 s (0 or less would disable it) "
+            f"and below {MAX_SECONDS:g} s"
         )
+    push_timeout = config.getoption("pushgateway_timeout")
+    if not 0 < push_timeout < MAX_SECONDS:
+        raise pytest.UsageError(f"--pushgateway-timeout={push_timeout}: must be above 0 s and below {MAX_SECONDS:g} s")
     env = os.environ.get("OPSCHECK_ENV")
     if config.getoption("env") is None and config.getoption("inventory") is None and env is not None:
         try:
@@ -237,6 +247,15 @@ def pytest_generate_tests(metafunc):
 # --- collection: deselect, apply inventory severities, enforce the marker rules -----------
 
 
+def pytest_sessionstart(session):
+    """Live logs (--log-cli-level) and --log-file are masked as the reports are."""
+    logging_plugin = session.config.pluginmanager.get_plugin("logging-plugin")
+    for name in ("log_cli_handler", "log_file_handler"):
+        handler = getattr(logging_plugin, name, None)
+        if handler is not None and handler.formatter is not None:
+            handler.setFormatter(redaction.MaskedFormatter(handler.formatter))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     if INVENTORY_KEY not in config.stash:
@@ -325,18 +344,24 @@ def _attach_properties(item, target: Target | None, names: list[str], hint: str)
 # --- waivers: known failures, with an owner and an expiry ---------------------------------
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_finish(session):
-    """Read the waivers once the selection is final, and mark the checks they cover."""
-    config = session.config
-    if INVENTORY_KEY not in config.stash:
-        return
+def _read_waivers(config) -> tuple[Path, list]:
+    """The waivers file beside the inventory (or $OPSCHECK_WAIVERS), kept in the stash; exit 4 if malformed."""
     path = waivers.waivers_path(config.stash[INVENTORY_PATH_KEY])
     try:
         found = waivers.load_waivers(path)
     except ConfigError as exc:
         raise pytest.UsageError("invalid waivers:\n  " + "\n  ".join(exc.problems)) from None
     config.stash[WAIVERS_KEY] = found
+    return path, found
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session):
+    """Read the waivers once the selection is final, and mark the checks they cover."""
+    config = session.config
+    if INVENTORY_KEY not in config.stash:
+        return
+    path, found = _read_waivers(config)
     now = datetime.now(UTC)
     for item in session.items if found else ():
         active, expired = waivers.waiver_of(found, item, now)

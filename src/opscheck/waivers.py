@@ -18,12 +18,14 @@ malformed waiver file stops the run (exit 4); nothing is silently ignored.
 """
 
 import fnmatch
+import os
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 from pydantic import Field
 
 from opscheck.core import records
+from opscheck.core.errors import ConfigError
 from opscheck.core.model import Model, target_of
 
 
@@ -68,6 +70,9 @@ def waivers_path(inventory_path: str | Path) -> Path:
 
 
 def load_waivers(path: Path) -> list[Waiver]:
+    named = os.environ.get("OPSCHECK_WAIVERS")
+    if named and Path(named) == path and not path.exists() and not path.is_symlink():
+        raise ConfigError([f"{path}: the waivers file OPSCHECK_WAIVERS names does not exist"])
     loaded = records.load(path, WaiverFile, "waivers")
     return loaded.waivers if loaded else []
 

@@ -200,10 +200,16 @@ def read_catalog(path: Path) -> Catalog:
     document = read_yaml(path, "catalog")
     data = document.data if isinstance(document.data, dict) else {}
     checks = data.get("checks")
-    if not isinstance(checks, list) or not all(isinstance(c, dict) and "id" in c for c in checks):
-        raise ConfigError([f"{document.shown}: not the seed catalog (no `checks:` list of entries with an id)"])
-    systems = {s.get("prefix", ""): s.get("name", "") for s in data.get("systems") or [] if isinstance(s, dict)}
-    return Catalog({c["id"]: c for c in checks}, systems, list(data.get("excluded_mutations") or []), document.shown)
+    if not isinstance(checks, list) or not all(isinstance(c, dict) and isinstance(c.get("id"), str) for c in checks):
+        raise ConfigError([f"{document.shown}: not the seed catalog (no `checks:` list of entries with a text id)"])
+    systems_list = data.get("systems") or []
+    mutations = data.get("excluded_mutations") or []
+    if not isinstance(systems_list, list) or not isinstance(mutations, list):
+        raise ConfigError([f"{document.shown}: `systems` and `excluded_mutations` must be lists"])
+    if not all(isinstance(m, dict) for m in mutations):
+        raise ConfigError([f"{document.shown}: every `excluded_mutations` entry must be a mapping"])
+    systems = {str(s.get("prefix", "")): str(s.get("name", "")) for s in systems_list if isinstance(s, dict)}
+    return Catalog({c["id"]: c for c in checks}, systems, mutations, document.shown)
 
 
 @dataclass

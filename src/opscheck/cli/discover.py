@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from opscheck.cli.common import USAGE_ERROR
+from opscheck.core import redact
 from opscheck.core.errors import OpscheckError, one_line
 from opscheck.core.lazy import optional
 from opscheck.families.docker import COMPOSE_PROJECT, COMPOSE_SERVICE
@@ -177,13 +178,13 @@ def from_prometheus(draft: Draft, url: str, timeout: float) -> None:
             response.raise_for_status()
             return response.json()["data"]
         except (requests.RequestException, ValueError, RecursionError, KeyError) as exc:
-            raise OpscheckError(f"prometheus {base}: GET {path}: {one_line(exc)}") from None
+            raise OpscheckError(f"prometheus {redact.mask_url(base)}: GET {path}: {one_line(exc)}") from None
 
     targets = get("/api/v1/targets").get("activeTargets", [])
     jobs = sorted({t.get("labels", {}).get("job") or t.get("scrapePool", "") for t in targets} - {""})
     groups = get("/api/v1/rules").get("groups", [])
     draft.add("prometheus", {"name": "prometheus", "url": base, "expected_jobs": jobs})
-    draft.notes.append(f"prometheus {base}: {len(targets)} scrape targets, {len(groups)} rule groups")
+    draft.notes.append(f"prometheus {redact.mask_url(base)}: {len(targets)} scrape targets, {len(groups)} rule groups")
     for i, am in enumerate(get("/api/v1/alertmanagers").get("activeAlertmanagers", [])):
         am_url = re.sub(r"/api/v[12]/alerts/?$", "", am.get("url", ""))
         if am_url:
@@ -291,16 +292,24 @@ def run(args) -> int:
     sources: list[tuple[Callable[[Draft, str, float], None], str]] = [(from_docker, u) for u in args.docker]
     sources += [(from_prometheus, u) for u in args.prometheus] + [(from_host, s) for s in args.host]
     sources += [(from_kubeconfig, k) for k in args.kubeconfig]
+    for _, where in sources:
+        redact.register(where)  # a URL's password or token: never in a message
     for read, where in sources:
         try:
             read(draft, where, args.timeout)
         except OpscheckError as exc:
             failures.append(str(exc))
     for failure in failures:
-        print(f"opscheck discover: {failure}", file=sys.stderr)
+        print(f"opscheck discover: {redact.redact(failure)}", file=sys.stderr)
     text = draft.render()
     if args.output:
-        Path(args.output).write_text(text)
+        try:
+            Path(args.output).write_text(text)
+        except OSError as exc:  # the draft is not lost: it goes to stdout
+            why = exc.strerror or type(exc).__name__
+            print(f"opscheck discover: cannot write {args.output} ({why}): the draft follows", file=sys.stderr)
+            sys.stdout.write(text)
+            return USAGE_ERROR
         print(f"opscheck discover: draft written to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)

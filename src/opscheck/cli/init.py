@@ -59,6 +59,9 @@ def project_files() -> dict[str, bytes]:
 
 def run(args) -> int:
     root = Path(args.dir)
+    if root.exists() and not root.is_dir():
+        print(f"opscheck init: {root} exists and is not a folder", file=sys.stderr)
+        return USAGE_ERROR
     files = project_files()
     existing = [name for name in files if (root / name).exists()]
     if existing and not args.force:
@@ -68,9 +71,14 @@ def run(args) -> int:
             file=sys.stderr,
         )
         return USAGE_ERROR
-    for name, content in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
+    try:
+        for name, content in files.items():
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        print(f"opscheck init: cannot write {exc.filename or root}: {why}", file=sys.stderr)
+        return USAGE_ERROR
     print(f"opscheck project in {root}: {len(files)} files. Next: cd {root} && pytest -m daily")
     return 0

@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 from opscheck.cli.common import USAGE_ERROR, add_inventory_options, inventory_of
+from opscheck.core import redact
 from opscheck.core.errors import ConfigError, OpscheckError, one_line
 from opscheck.core.lazy import optional
 from opscheck.core.redact import clip
@@ -53,10 +54,11 @@ def restore_drill(inventory: Inventory, backup_name: str, into: str, query: str 
     spec = next((h.spec for h in inventory.hosts if h.name == backup.host), backup.spec) if backup.host else backup.spec
     if spec != "local://":
         raise ConfigError([f"backup {backup_name!r} is on {spec}: the drill restores files on this machine only"])
+    redact.register(into)  # its password, before any message could carry it
     try:
         scratch = _endpoint(into)
-    except psycopg.ProgrammingError as exc:
-        raise ConfigError([f"--into: not a valid DSN: {exc}"]) from None
+    except psycopg.ProgrammingError:  # libpq's text quotes the DSN, password and all
+        raise ConfigError(["--into: not a valid DSN (libpq's key=value form or a postgresql:// URL)"]) from None
     for pg in inventory.postgres:
         if _endpoint(pg.dsn.get_secret_value()) == scratch:
             raise ConfigError(

@@ -101,6 +101,11 @@ def record_signoff(
         raise ConfigError([f"--at {at!r}: not an ISO 8601 time"]) from None
     if when > datetime.now(UTC) + FUTURE_SLACK:
         raise ConfigError([f"--at {at}: in the future"])
+    for flag, value in (("--by", by), ("--reason", reason), ("--note", note), ("--evidence", evidence)):
+        try:
+            (value or "").encode("utf-8")
+        except UnicodeEncodeError:  # a byte the terminal's encoding could not decode: the file must stay UTF-8
+            raise ConfigError([f"{flag}: not valid text (bytes that are not UTF-8)"]) from None
     try:
         record = SignOff(item=item, by=by, at=when, outcome=outcome, reason=reason, note=note, evidence=evidence)
     except ValidationError as exc:

@@ -19,6 +19,9 @@ from typing import Any
 
 import yaml
 
+from opscheck.core.errors import ConfigError
+from opscheck.core.yamlfile import parse_text
+
 RANGE = re.compile(r"\[([0-9a-z]+):([0-9a-z]+)(?::([0-9]+))?\]")
 
 
@@ -178,11 +181,7 @@ def _parse(text: str, shown: str) -> dict[str, Group]:
     stripped = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
     looks_yaml = bool(stripped) and not stripped[0].startswith("[") and stripped[0].endswith(":")
     if looks_yaml:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise AnsibleInventoryError(f"{shown}: not valid YAML: {exc}") from None
-        return read_yaml(data, shown)
+        return read_yaml(_yaml(text, shown, "Ansible inventory"), shown)
     return read_ini(text, shown)
 
 
@@ -228,13 +227,23 @@ def _vars_file(folder: Path, name: str) -> dict[str, Any]:
         candidate = folder / f"{name}{suffix}"
         if candidate.is_file():
             try:
-                data = yaml.safe_load(candidate.read_text()) or {}
-            except yaml.YAMLError as exc:
-                raise AnsibleInventoryError(f"{candidate}: not valid YAML: {exc}") from None
+                text = candidate.read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise AnsibleInventoryError(f"{candidate}: cannot read it: {type(exc).__name__}") from None
+            data = _yaml(text, str(candidate), "variables file") or {}
             if not isinstance(data, dict):
                 raise AnsibleInventoryError(f"{candidate}: must be a mapping of variables")
             return data
     return {}
+
+
+def _yaml(text: str, shown: str, what: str) -> Any:
+    """A YAML file's data, within the inventory's limits (no alias bomb); an error names the
+    line, never its text: a vault password or `ansible_become_password` may be on it."""
+    try:
+        return parse_text(text, shown, what, allow_empty=True).data
+    except ConfigError as exc:
+        raise AnsibleInventoryError("; ".join(exc.problems)) from None
 
 
 def select(hosts: list[AnsibleHost], pattern: str) -> list[AnsibleHost]:

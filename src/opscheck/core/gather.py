@@ -16,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import functools
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -28,6 +29,30 @@ import pytest
 from opscheck.core.errors import reading_early
 
 DEFAULT_WORKERS = 32
+
+
+class LoggerTable(dict):
+    """logging's table of named loggers, whose views are copies (one C call, atomic under the
+    GIL). pytest's log capture walks the table's values on the main thread as every check
+    phase starts, while a gather thread's import (requests, redis, botocore) or redis-py's
+    connect adds loggers to it: "dictionary changed size during iteration" failed a healthy
+    check in CI (tests/test_gather_order.py reproduces it)."""
+
+    def values(self):
+        return list(super().values())
+
+    def keys(self):
+        return list(super().keys())
+
+    def items(self):
+        return list(super().items())
+
+
+def guard_logger_table() -> None:
+    """Swap logging's table for a LoggerTable: before the gather's threads start."""
+    manager = logging.Logger.manager
+    if not isinstance(manager.loggerDict, LoggerTable):
+        manager.loggerDict = LoggerTable(manager.loggerDict)
 
 
 @dataclass(frozen=True)

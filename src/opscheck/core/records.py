@@ -33,7 +33,7 @@ def load(
 
     `check(loaded, document)` adds problems only the caller can see (an unknown item).
     """
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():  # a dangling or looping link is read, and refused
         return None
     document = read_yaml(path, what, allow_empty=True)
     if document.data is None:

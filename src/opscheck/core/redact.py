@@ -12,11 +12,13 @@ Text is masked before it is cut (`clip`), never after.
 """
 
 import base64
+import contextlib
 import html
 import json
+import logging
 import re
 import threading
-from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote
 
 MASK = "***"
 MIN_LENGTH = 4  # shorter values cannot be scrubbed from text without garbling it
@@ -24,7 +26,15 @@ FRAGMENT = 8  # a run this long of a secret (a cut-off prefix, a middle) is mask
 # URL query parameters that carry a credential (libpq and redis-py read `password` there)
 SENSITIVE_QUERY = re.compile(r"pass|secret|token|key|sig|auth|credential", re.IGNORECASE)
 DSN_PASSWORD = re.compile(r"\b(password|sslpassword)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
-LIBPQ_KEYS = re.compile(r"\b(host|hostaddr|dbname|user|port|sslmode|service)\s*=")
+# libpq's connection keywords: a key=value text made of these alone is a DSN
+LIBPQ_KEYWORDS = frozenset(
+    """host hostaddr port dbname user password passfile require_auth channel_binding connect_timeout
+    client_encoding options application_name fallback_application_name keepalives keepalives_idle
+    keepalives_interval keepalives_count tcp_user_timeout replication gssencmode sslmode requiressl
+    sslnegotiation sslcompression sslcert sslkey sslpassword sslcertmode sslrootcert sslcrl sslcrldir
+    sslsni requirepeer ssl_min_protocol_version ssl_max_protocol_version krbsrvname gsslib
+    gssdelegation service target_session_attrs load_balance_hosts""".split()  # noqa: SIM905
+)
 # Immutable snapshots, replaced whole by `register`: a gather thread registers a login token
 # while a check's thread redacts, and iterating a set another thread adds to raises
 # "Set changed size during iteration" (a healthy check failed so in CI).
@@ -54,9 +64,14 @@ def encodings(secret: str) -> set[str]:
     return {f for f in forms if len(f) >= MIN_LENGTH}
 
 
-def basic_auth(user: str, password: str) -> str:
-    """The Authorization: Basic value requests sends for a URL's user:password."""
-    return base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
+def basic_auth(user: str, password: str) -> list[str]:
+    """The Authorization: Basic values a client may send for a URL's user:password: UTF-8,
+    and Latin-1 (requests encodes a str so: `pässwörd` differs between the two)."""
+    pair = f"{unquote(user)}:{unquote(password)}"
+    found = [base64.b64encode(pair.encode()).decode()]
+    with contextlib.suppress(UnicodeEncodeError):
+        found.append(base64.b64encode(pair.encode("latin-1")).decode())
+    return found
 
 
 def redact(text: str) -> str:
@@ -104,6 +119,11 @@ def clip(text: str, limit: int) -> str:
     return redact(text)[:limit]
 
 
+def clip_line(text: object, limit: int) -> str:
+    """Text from outside (a server's message, a log line) on one line, masked, then cut."""
+    return clip(" ".join(str(text).split()), limit)
+
+
 def clip_middle(text: str, limit: int) -> str:
     """Masked first, then its start and its end within `limit` characters: a traceback's last
     lines (what was raised, and where) are the part a reader needs."""
@@ -115,57 +135,124 @@ def clip_middle(text: str, limit: int) -> str:
     return masked[:head] + marker + masked[len(masked) - (limit - head - len(marker)) :]
 
 
+class MaskedFormatter(logging.Formatter):
+    """Another formatter's lines, masked: for the log lines written as they come (pytest's
+    live logs and --log-file), which no report hook sees."""
+
+    def __init__(self, inner: logging.Formatter):
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(self.inner.format(record))
+
+
 def mask_url(url: str) -> str:
-    """A URL or libpq DSN with its password and credential query values replaced by ***."""
-    if "://" in url:
-        try:
-            parts = urlsplit(url)
-        except ValueError:
-            return redact(url)
-        netloc = parts.netloc
-        if "@" in netloc:
-            try:
-                host = parts.hostname or ""
-                host = f"[{host}]" if ":" in host else host
-                host = f"{host}:{parts.port}" if parts.port else host
-            except ValueError:
-                host = netloc.rpartition("@")[2]
-            # http(s): the whole userinfo goes (a user name there may be a token); a database
-            # URL keeps its role, which says who connected
-            user = "" if parts.scheme in ("http", "https") else (parts.username or "")
-            netloc = f"{user}:{MASK}@{host}" if user else f"{MASK}@{host}"
-        query = "&".join(
-            f"{k}={MASK}" if SENSITIVE_QUERY.search(k) else f"{k}={v}"
-            for k, v in parse_qsl(parts.query, keep_blank_values=True)
-        )
-        return redact(urlunsplit(parts._replace(netloc=netloc, query=query)))
-    return redact(DSN_PASSWORD.sub(lambda m: f"{m.group(1)}={MASK}", url))
+    """A URL or libpq DSN with its password and credential query values replaced by ***.
+
+    Read as the client reads it, not by urlsplit: libpq ends a URI's userinfo at the last @
+    before the first /, so `pa#ss` or `pa?ss` is a password, not a fragment or a query; and
+    a query value is masked as written (percent-encoded), never decoded first."""
+    if "://" not in url:
+        return redact(DSN_PASSWORD.sub(lambda m: f"{m.group(1)}={MASK}", url))
+    scheme, _, rest = url.partition("://")
+    userinfo, authority_end = _userinfo(scheme, rest)
+    if userinfo is not None:
+        user, colon, _ = userinfo.partition(":")
+        web = scheme.lower() in ("http", "https")
+        # http(s): the whole userinfo goes (a user name there may be a token); a database
+        # URL keeps its role, which says who connected
+        shown = f"{MASK}@" if web or not user else f"{user}:{MASK}@" if colon else f"{user}@"
+        rest = shown + rest[len(userinfo) + 1 :]
+    head, question, tail = rest.partition("?")
+    if question:
+        query, hashmark, fragment = tail, "", ""
+        if not _libpq(scheme):  # libpq reads a # in the query as part of a value
+            query, hashmark, fragment = tail.partition("#")
+        pairs = [pair.partition("=") for pair in query.split("&")]
+        query = "&".join(f"{k}{eq}{MASK}" if eq and SENSITIVE_QUERY.search(k) else f"{k}{eq}{v}" for k, eq, v in pairs)
+        rest = f"{head}?{query}{hashmark}{fragment}"
+    return redact(f"{scheme}://{rest}")
+
+
+def _libpq(scheme: str) -> bool:
+    return scheme.lower() in ("postgres", "postgresql")
+
+
+def _userinfo(scheme: str, rest: str) -> tuple[str | None, int]:
+    """The userinfo of `rest` (a URL after its scheme://), or None; and where the authority
+    ends. http(s) ends the authority at / ? or # (RFC 3986); libpq and the others at /."""
+    ends = "/?#" if scheme.lower() in ("http", "https") else "/"
+    end = next((i for i, c in enumerate(rest) if c in ends), len(rest))
+    at = rest.rfind("@", 0, end)
+    return (rest[:at], end) if at != -1 else (None, end)
 
 
 def _credentials(value: str) -> list[str]:
     if "://" in value:
-        try:
-            parts = urlsplit(value)
-            found = [parts.password or ""]
-        except ValueError:
-            return [value]
-        if parts.password is not None:
-            found.append(basic_auth(parts.username or "", parts.password))
-        elif parts.username and parts.scheme in ("http", "https"):
-            found += [parts.username, basic_auth(parts.username, "")]  # https://TOKEN@host
-        found += [v for k, v in parse_qsl(parts.query) if SENSITIVE_QUERY.search(k)]
+        scheme, _, rest = value.partition("://")
+        found: list[str] = []
+        userinfo, end = _userinfo(scheme, rest)
+        if userinfo is not None:
+            user, colon, password = userinfo.partition(":")
+            if password:
+                found += [password, *basic_auth(user, password)]
+            elif user and scheme.lower() in ("http", "https"):  # https://TOKEN@host or TOKEN:@host
+                found += [user, *basic_auth(user, "")]
+        query = rest[end:].partition("?")[2]
+        found += [v for k, v in parse_qsl(query.partition("#")[0]) if SENSITIVE_QUERY.search(k)]
+        if "#" in query:  # libpq's reading: a # is part of the value
+            found += [v for k, v in parse_qsl(query) if SENSITIVE_QUERY.search(k)]
         return found
     if _is_dsn(value):
         found = [_unquote(m.group(2)) for m in DSN_PASSWORD.finditer(value)]
-        if found or LIBPQ_KEYS.search(value):
+        if found or _only_libpq_keys(value):
             return found
-    # a header value such as "Bearer abc" or "Basic dXNl...": the whole value and its token
-    return [value, *value.split()[1:]]
+    return _tokens(value)
+
+
+def _tokens(value: str) -> list[str]:
+    """A secret value that is not a URL or DSN: the whole value and the parts of it that go
+    out alone. A header's token ("Bearer abc"), a cookie's or form's values ("a=1; s=abc"),
+    a PEM key's base64 lines (not its armor: "-----END", "PUBLIC" are ordinary words)."""
+    if "\n" in value.strip():
+        lines = (line.strip() for line in value.splitlines())
+        return [value, *(line for line in lines if line and not line.startswith("-----"))]
+    return [value, *value.split()[1:], *(v for _, v in re.findall(r"([^\s=;&,]+)=([^\s;&,]+)", value))]
+
+
+def secrets_in_body(body: object) -> list[str]:
+    """The values under credential-looking keys of a request body: a dict (nested), a JSON
+    text or a form (`client_secret=...&grant_type=...`)."""
+    if isinstance(body, dict):
+        found = []
+        for key, value in body.items():
+            if isinstance(value, dict | list):
+                found += secrets_in_body(value)
+            elif SENSITIVE_QUERY.search(str(key)) and value is not None:
+                found.append(str(value))
+        return found
+    if isinstance(body, list):
+        return [s for value in body for s in secrets_in_body(value)]
+    if isinstance(body, str) and body.strip():
+        try:
+            return secrets_in_body(json.loads(body))
+        except (ValueError, RecursionError):
+            return [v for k, v in parse_qsl(body.strip()) if SENSITIVE_QUERY.search(k)]
+    return []
 
 
 def _is_dsn(value: str) -> bool:
     """libpq's key=value form: `host=db user=ops password=...` (spaces around = allowed)."""
     return bool(re.match(r"^\s*[a-z_]+\s*=", value))
+
+
+def _only_libpq_keys(value: str) -> bool:
+    """Every key of a key=value text is one of libpq's: a DSN without a password holds no
+    secret, but a cookie (`user=ops; session=...`) is not a DSN."""
+    keys = re.findall(r"(?:^|\s)([a-z_]+)\s*=", value)
+    rest = re.sub(r"(?:^|\s)[a-z_]+\s*=\s*('(?:[^'\\]|\\.)*'|[^\s;&]+)", "", value).strip()
+    return bool(keys) and not rest and all(k in LIBPQ_KEYWORDS for k in keys)
 
 
 def _unquote(text: str) -> str:

@@ -62,9 +62,10 @@ Duration = Annotated[str, AfterValidator(_valid_duration)]
 def last_run(state: dict) -> datetime | None:
     """When the previous completed run started (state.json), or None on a first run."""
     try:
-        return parse_time(state.get("last_run"))
-    except ValueError:
+        found = parse_time(state.get("last_run"))
+    except (ValueError, TypeError, AttributeError):  # a damaged state.json: a number, a list ...
         return None
+    return found if found is None or found <= datetime.now(UTC) else None  # a wrong clock's future
 
 
 def since_last_run(state: dict) -> datetime:

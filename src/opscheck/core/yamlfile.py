@@ -13,6 +13,7 @@ text. Dates and times stay strings: the model parses them where a field wants on
 date-like description is text and a bad `expires:` is that field's error.
 """
 
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,14 +72,18 @@ def shown_path(path: Path) -> str:
     """The path as a user typed it: relative to the working directory where possible."""
     try:
         return str(path.resolve().relative_to(Path.cwd()))
-    except (ValueError, OSError):
+    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop (Python 3.11)
         return str(path)
 
 
 def read_yaml(path: Path, what: str, allow_empty: bool = False) -> YamlDocument:
     """Parse a YAML file; ConfigError (file, line, what is wrong) for anything malformed."""
     shown = shown_path(path)
-    text = _read_text(path, shown, what)
+    return parse_text(_read_text(path, shown, what), shown, what, allow_empty)
+
+
+def parse_text(text: str, shown: str, what: str, allow_empty: bool = False) -> YamlDocument:
+    """read_yaml's parse of a text already read (an Ansible inventory, its group_vars)."""
     _within_limits(text, shown, what)
     loader = Loader(text)
     try:
@@ -101,6 +106,13 @@ def read_yaml(path: Path, what: str, allow_empty: bool = False) -> YamlDocument:
 
 
 def _read_text(path: Path, shown: str, what: str) -> str:
+    try:
+        mode = path.stat().st_mode
+    except (OSError, RuntimeError) as exc:
+        reason = getattr(exc, "strerror", None) or "a symlink loop"
+        raise ConfigError([f"{shown}: cannot read {what}: {reason}"]) from None
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISCHR(mode)):  # a FIFO would wait for a writer
+        raise ConfigError([f"{shown}: cannot read {what}: not a regular file (a pipe or a socket?)"])
     try:
         with path.open("rb") as f:
             raw = f.read(MAX_BYTES + 1)

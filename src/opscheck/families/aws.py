@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from opscheck.core import redact
 from opscheck.core.cache import SelectedReads
 from opscheck.core.errors import OpscheckError, TargetUnreachable, blocked, one_line
 from opscheck.core.model import InventoryCheck, Item, Model, Name, Param, Severity, Target, check_marks
+from opscheck.core.redact import clip_line
 from opscheck.core.times import Duration, parse_duration, since_last_run
 from opscheck.core.web import proxies_for
 
@@ -442,6 +444,11 @@ class AwsClient(SelectedReads):
                 aws_session_token=creds["SessionToken"],
                 region_name=self.target.region,
             )
+        credentials = session.get_credentials()  # the chain's (or the role's): an error body may echo them
+        if credentials is not None:
+            frozen = credentials.get_frozen_credentials()
+            for value in (frozen.access_key, frozen.secret_key, frozen.token):
+                redact.register(value)
         return session
 
     def _new_client(self, session: Any, service: str) -> Any:
@@ -494,7 +501,7 @@ class AwsClient(SelectedReads):
                 return getattr(client, operation)(**params)
             except botocore_exceptions.ClientError as exc:
                 error = exc.response.get("Error", {})
-                code, message = str(error.get("Code", "")), " ".join(str(error.get("Message") or "").split())[:300]
+                code, message = str(error.get("Code", "")), clip_line(error.get("Message") or "", 300)
                 delay = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1)
                 if code in THROTTLING and time.monotonic() + delay < deadline:
                     time.sleep(delay)
@@ -858,7 +865,7 @@ class AwsClient(SelectedReads):
                     count.bytes += len(event.get("message", ""))
                     if ratio or pattern.matches(event.get("message", "")):
                         count.matched += 1
-                        count.last.append(" ".join(event.get("message", "").split())[:200])
+                        count.last.append(clip_line(event.get("message", ""), 200))
                         del count.last[:-3]
                     if count.scanned >= pattern.scan_max_events or count.bytes >= pattern.scan_max_bytes:
                         count.truncated = (

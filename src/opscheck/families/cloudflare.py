@@ -24,6 +24,7 @@ from pydantic import Field, SecretStr
 from opscheck.core.cache import SelectedReads
 from opscheck.core.errors import OpscheckError, TargetUnreachable, blocked
 from opscheck.core.model import Item, Model, Param, Target
+from opscheck.core.redact import clip
 from opscheck.core.times import Duration, parse_duration
 from opscheck.core.web import new_session, reason
 
@@ -271,7 +272,7 @@ class CloudflareClient(SelectedReads):
         body = self.request("POST", "/graphql", json={"query": query, "variables": variables})
         if body.get("errors"):
             messages = "; ".join(str(e.get("message", e)) for e in body["errors"])
-            raise OpscheckError(f"{self.shown}: GraphQL analytics query failed: {messages[:400]}")
+            raise OpscheckError(f"{self.shown}: GraphQL analytics query failed: {clip(messages, 400)}")
         return body.get("data") or {}
 
     # --- gathering ---
@@ -315,7 +316,7 @@ def _json(answer: Any) -> dict:
     try:
         body = answer.json()
     except (ValueError, RecursionError):
-        return {"errors": [{"message": f"not JSON: {answer.text[:200]!r}"}]}
+        return {"errors": [{"message": f"not JSON: {clip(answer.text, 200)!r}"}]}
     return body if isinstance(body, dict) else {}
 
 

@@ -33,6 +33,7 @@ from opscheck.core.errors import OpscheckError, one_line
 from opscheck.core.lazy import optional
 from opscheck.core.markers import DOMAINS
 from opscheck.core.model import Condition, InventoryCheck, Item, Name, Param, Target, check_marks, mark
+from opscheck.core.redact import clip_line, redact
 from opscheck.families.docker import Container
 from opscheck.families.hosts import run_script
 
@@ -380,7 +381,7 @@ class CommandRunner(TargetReader):
             with self.lock:
                 self.unreachable.fail(
                     f'commands "{self.target.name}" ({self.target.where}): cannot reach the host: '
-                    f"{' '.join(str(text).split())[:300]}"
+                    f"{clip_line(text, 300)}"
                 )
         took = time.monotonic() - started
         timed_out = result.rc in TIMED_OUT_CODES and took >= seconds - 0.5
@@ -456,7 +457,7 @@ def excerpt(command: Command, ran: Ran, limit: int = 300) -> str:
     parts = []
     for stream, text in (("stdout", ran.stdout), ("stderr", ran.stderr)):
         if text.strip():
-            shown = " | ".join(scrub(text, command.redact).strip().splitlines())
+            shown = redact(" | ".join(scrub(text, command.redact).strip().splitlines()))  # masked, then cut
             parts.append(f"{stream}: {shown[:limit]!r}" + (" ..." if len(shown) > limit else ""))
     return "; ".join(parts) or "no output"
 

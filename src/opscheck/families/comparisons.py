@@ -22,6 +22,7 @@ from opscheck.core.checking import fmt
 from opscheck.core.errors import OpscheckError
 from opscheck.core.markers import DOMAINS
 from opscheck.core.model import Condition, InventoryCheck, Model, Param, Severity, Target, check_marks
+from opscheck.core.redact import clip
 from opscheck.core.settings import domain_marks, keep_secret
 from opscheck.families.postgres import sql_problem
 
@@ -134,7 +135,7 @@ class ComparisonReader:
             answer = client.answer()
             raw = jmespath.search(side.path, answer.json())
             if raw is None:
-                body = answer.text[:200]
+                body = clip(answer.text, 200)
                 raise OpscheckError(
                     f"{side.shown}: no value at {side.path!r} in the answer (HTTP {answer.status}): {body!r}"
                 )

@@ -22,6 +22,7 @@ from pydantic import Field, model_validator
 from opscheck.core.cache import TargetReader
 from opscheck.core.errors import OpscheckError, TargetUnreachable, one_line
 from opscheck.core.model import Item, Param, Target
+from opscheck.core.redact import clip
 from opscheck.core.settings import Setting, marks
 from opscheck.families.hosts import command_seconds, run_script
 
@@ -130,7 +131,9 @@ class ConfigFileReader(TargetReader):
         if head == "@@unreadable":
             raise OpscheckError(f"{target.shown}: the file is not readable by the login of {self.via}")
         if head != "@@found":
-            raise OpscheckError(f"{target.shown}: reading failed (exit {result.rc}): {result.stderr.strip()[:300]}")
+            raise OpscheckError(
+                f"{target.shown}: reading failed (exit {result.rc}): {clip(result.stderr.strip(), 300)}"
+            )
         if target.format == "env":
             return parse_env(body)
         try:

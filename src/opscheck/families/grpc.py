@@ -22,6 +22,7 @@ from opscheck.core.cache import TargetReader
 from opscheck.core.errors import OpscheckError
 from opscheck.core.lazy import optional
 from opscheck.core.model import Param, Target
+from opscheck.core.redact import clip_line
 
 if TYPE_CHECKING:
     import grpc
@@ -121,7 +122,7 @@ class GrpcHealthClient(TargetReader):
             response = stub.Check(request, timeout=self.timeout, wait_for_ready=False)
         except grpc.RpcError as exc:
             latency = (time.perf_counter() - start) * 1000
-            code, details = exc.code(), " ".join(str(exc.details() or "").split())[:400]
+            code, details = exc.code(), clip_line(exc.details() or "", 400)
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 with self.lock:
                     self.unreachable.fail(

@@ -46,6 +46,7 @@ from opscheck.core.cache import TargetReader
 from opscheck.core.errors import TargetUnreachable, blocked, one_line
 from opscheck.core.lazy import optional
 from opscheck.core.model import Item, Model, Param, Target
+from opscheck.core.redact import clip_line
 from opscheck.core.values import HostSpec, ListenPort
 
 if TYPE_CHECKING:
@@ -294,7 +295,7 @@ def _reason(exc: BaseException) -> str:
     """Why a command could not run (testinfra raises with the CommandResult of ssh)."""
     inner = exc.args[0] if exc.args else exc
     text = getattr(inner, "stderr", None) or str(exc)
-    return " ".join(str(text).split())[:300] or type(exc).__name__
+    return clip_line(text, 300) or type(exc).__name__
 
 
 _TRANSPORTS: dict[str, Transport] = {}
@@ -854,7 +855,7 @@ class HostClient(TargetReader):
         try:
             result = run_script(self.host.spec, sweep_script(self.host), command_seconds(self.timeout), self.timeout)
             if result.rc != 0 and "@@end" not in result.stdout:
-                raise RuntimeError(f"exit {result.rc}: {result.stderr.strip()[:300]}")
+                raise RuntimeError(f"exit {result.rc}: {clip_line(result.stderr, 300)}")
             return parse(result.stdout)
         except TargetUnreachable as exc:  # another family's command met the dead host first
             error = transport(self.host.spec).error or str(exc)

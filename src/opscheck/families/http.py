@@ -20,7 +20,7 @@ from opscheck.core.cache import TargetReader
 from opscheck.core.errors import OpscheckError, blocked, one_line
 from opscheck.core.lazy import optional
 from opscheck.core.model import Condition, InventoryCheck, Item, Model, Param, Severity, Target, check_marks
-from opscheck.core.redact import clip, mask_url
+from opscheck.core.redact import clip, mask_url, secrets_in_body
 from opscheck.core.values import HttpUrl, LocalFile, PlainHttpUrl, Regex, Verify
 from opscheck.core.web import new_session, reason
 
@@ -28,8 +28,10 @@ if TYPE_CHECKING:
     import jmespath
     import jwt
     import requests
+    from urllib3 import exceptions as urllib3_exceptions
 else:
     requests = optional("requests", "all")
+    urllib3_exceptions = optional("urllib3.exceptions", "all")
     jmespath = optional("jmespath", "all")
     jwt = optional("jwt", "jwt")
 
@@ -95,7 +97,7 @@ class Login(Model):
 
     def secrets(self) -> list[str]:
         found = [self.password.get_secret_value()] if self.password else []
-        return found + [v.get_secret_value() for v in self.headers.values()]
+        return found + [v.get_secret_value() for v in self.headers.values()] + secrets_in_body(self.body)
 
 
 class JwtClaims(Model):
@@ -189,7 +191,8 @@ class HttpEndpoint(Target, InventoryCheck):
     def secrets(self) -> list[str]:
         security = self.security.secrets() if self.security else []
         auth = self.auth.secrets() if self.auth else []
-        return [v.get_secret_value() for v in self.headers.values()] + [self.url] + security + auth
+        headers = [v.get_secret_value() for v in self.headers.values()]
+        return headers + [self.url] + security + auth + secrets_in_body(self.body)
 
     @property
     def cert(self) -> str | tuple[str, str] | None:
@@ -319,10 +322,33 @@ class HttpClient(TargetReader):
                 raise
             raise OpscheckError(f"{self.shown}: cannot read the client certificate: {one_line(exc)}") from None
         with response:
-            raw = response.raw.read(MAX_BODY_BYTES + 1, decode_content=True)
+            raw = self._body(response, start)
             latency_ms = (time.perf_counter() - start) * 1000
-            text = raw[:MAX_BODY_BYTES].decode(response.encoding or "utf-8", errors="replace")
+            try:
+                text = raw[:MAX_BODY_BYTES].decode(response.encoding or "utf-8", errors="replace")
+            except LookupError:  # charset=no-such-codec: the bytes are still worth reading
+                text = raw[:MAX_BODY_BYTES].decode("utf-8", errors="replace")
             return response.status_code, latency_ms, dict(response.headers), text, len(raw) > MAX_BODY_BYTES
+
+    def _body(self, response: requests.Response, start: float) -> bytes:
+        """The body, at most MAX_BODY_BYTES + 1, within the timeout as a whole: a server that
+        drips a byte a second never trips a per-read timeout, and would hold the run."""
+        deadline = start + 2 * self.timeout  # the connect's share and the answer's
+        chunks, size = [], 0
+        try:
+            while size <= MAX_BODY_BYTES:
+                if time.perf_counter() > deadline:
+                    raise requests.ReadTimeout(f"the body was not complete within {2 * self.timeout:g} s")
+                chunk = response.raw.read1(min(65536, MAX_BODY_BYTES + 1 - size), decode_content=True)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        except (urllib3_exceptions.ProtocolError, urllib3_exceptions.ReadTimeoutError, OSError) as exc:
+            if isinstance(exc, requests.RequestException):
+                raise
+            raise requests.exceptions.ChunkedEncodingError(f"the connection broke mid-body: {exc}") from None
+        return b"".join(chunks)
 
     # --- auth flows ------------------------------------------------------------------------
 
@@ -344,7 +370,7 @@ class HttpClient(TargetReader):
             status, latency_ms, _, text, _ = self._send(login.method, login.url, headers, **kwargs)
         except requests.RequestException as exc:
             with self.lock:
-                self.unreachable.fail(f'http "{self.target.name}" login {login.url}: {reason(exc)}')
+                self.unreachable.fail(f'http "{self.target.name}" login {mask_url(login.url)}: {reason(exc)}')
         try:
             data = jsondoc.loads(text)
         except ValueError:
@@ -353,15 +379,16 @@ class HttpClient(TargetReader):
         token = found if isinstance(found, str) and found else None
         if token is not None:
             redact.register(token)  # before any message could carry it
+        url = mask_url(login.url)
         if status not in login.expect_status:
             expected = " or ".join(map(str, login.expect_status))
-            problem = f"login {login.url}: status {status}, expected {expected}; body: {redact.redact(text[:200])!r}"
-            return LoginAnswer(login.url, status, latency_ms, None, problem)
+            problem = f"login {url}: status {status}, expected {expected}; body: {redact.clip(text, 200)!r}"
+            return LoginAnswer(url, status, latency_ms, None, problem)
         if token is None:
             keys = f" (JSON keys: {', '.join(sorted(data))})" if isinstance(data, dict) else " (the body is not JSON)"
-            problem = f"login {login.url} answered {status} without a token at {login.token_path!r}{keys}"
-            return LoginAnswer(login.url, status, latency_ms, None, problem)
-        return LoginAnswer(login.url, status, latency_ms, token)
+            problem = f"login {url} answered {status} without a token at {login.token_path!r}{keys}"
+            return LoginAnswer(url, status, latency_ms, None, problem)
+        return LoginAnswer(url, status, latency_ms, token)
 
     def token(self) -> str:
         """The endpoint's token: from the login (once per run), or from the environment."""
@@ -426,7 +453,7 @@ class HttpClient(TargetReader):
             status, *_ = self._send(self.target.method, self.url, headers, **kwargs)
         except requests.RequestException as exc:
             with self.lock:
-                self.unreachable.fail(f'http "{self.target.name}" {self.url}: {reason(exc)}')
+                self.unreachable.fail(f'http "{self.target.name}" {mask_url(self.url)}: {reason(exc)}')
         return status
 
 

@@ -31,12 +31,12 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator, model_validator
 
-from opscheck.core import jsondoc, times
+from opscheck.core import jsondoc, redact, times
 from opscheck.core.cache import TargetReader
 from opscheck.core.errors import OpscheckError, one_line
 from opscheck.core.lazy import optional
 from opscheck.core.model import InventoryCheck, Item, Model, Param, Severity, Target, check_marks
-from opscheck.core.redact import mask_url
+from opscheck.core.redact import clip_line, mask_url
 from opscheck.core.times import Duration, bounded_shell, parse_duration, parse_time
 
 if TYPE_CHECKING:
@@ -446,6 +446,7 @@ class KubeClient(TargetReader):
                         )
                 except Exception as exc:  # noqa: BLE001 - ConfigException, a missing file, bad YAML
                     self.unreachable.fail(f"{self.shown}: cannot load the cluster configuration: {one_line(exc)}")
+                _register_credentials(configuration)
                 configuration.retries = 0  # one attempt per call: a dead server costs one timeout
                 self._host = configuration.host
                 api = k8s_client.ApiClient(configuration)
@@ -707,7 +708,16 @@ def api_error(exc: Any) -> str:
         404: " (not served: is the API or the CRD installed?)",
         503: " (the API service is unavailable)",
     }.get(exc.status, "")
-    return f"{exc.status} {exc.reason}" + (f": {' '.join(message.split())[:300]}" if message else "") + hint
+    return f"{exc.status} {exc.reason}" + (f": {clip_line(message, 300)}" if message else "") + hint
+
+
+def _register_credentials(configuration: Any) -> None:
+    """The kubeconfig's token, password and Basic value: an API error may echo them."""
+    for value in (configuration.api_key or {}).values():
+        redact.register(value)  # "Bearer <token>": the value and its token
+    if configuration.password:
+        redact.register(configuration.password)
+        redact.register(configuration.get_basic_auth_token())  # "Basic <base64 of user:password>"
 
 
 def _transport_error(exc: BaseException) -> str:
@@ -816,7 +826,7 @@ def pod_view(pod: dict) -> PodView:
 
 
 def _reason(state: dict) -> str:
-    message = " ".join(str(state.get("message") or "").split())[:160]
+    message = clip_line(state.get("message") or "", 160)
     return state.get("reason", "?") + (f" ({message})" if message else "")
 
 
@@ -866,7 +876,7 @@ def unschedulable_reason(pod: dict) -> str:
         (c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == "PodScheduled"), {}
     )
     if condition.get("status") == "False":
-        return " ".join(str(condition.get("message") or condition.get("reason") or "").split())[:200]
+        return clip_line(condition.get("message") or condition.get("reason") or "", 200)
     return ""
 
 
@@ -971,7 +981,7 @@ def job_condition(job: dict) -> str:
         if condition.get("type") == "Complete":
             return "Complete"
         if condition.get("type") == "Failed":
-            message = " ".join(str(condition.get("message") or "").split())[:200]
+            message = clip_line(condition.get("message") or "", 200)
             return f"Failed: {condition.get('reason') or ''} {message}".strip()
     return "running"
 
@@ -1102,7 +1112,7 @@ def certificate_not_ready(cert: dict, now: datetime) -> str | None:
     ready = condition(cert, "Ready")
     renewal = _time((cert.get("status") or {}).get("renewalTime"))
     if ready.get("status") != "True":
-        message = " ".join(str(ready.get("message") or "").split())[:200]
+        message = clip_line(ready.get("message") or "", 200)
         return f"certificate/{name_of(cert)} Ready={ready.get('status', 'unknown')}" + (
             f" ({ready.get('reason')}: {message})" if ready.get("reason") or message else ""
         )
@@ -1147,7 +1157,7 @@ def failed_requests(requests: list[dict], certificate: str) -> list[str]:
                 kind != "Ready" and c.get("status") == "True"
             )
             if bad:
-                message = " ".join(str(c.get("message") or "").split())[:200]
+                message = clip_line(c.get("message") or "", 200)
                 found.append(f"certificaterequest/{name_of(request)} {kind} ({c.get('reason')}: {message})")
                 break
     return found
@@ -1172,7 +1182,7 @@ def event_time(event: dict) -> datetime | None:
 def event_line(event: dict) -> str:
     involved = event.get("involvedObject") or event.get("regarding") or {}
     count = (event.get("series") or {}).get("count") or event.get("count") or 1
-    message = " ".join(str(event.get("message") or event.get("note") or "").split())[:200]
+    message = clip_line(event.get("message") or event.get("note") or "", 200)
     return (
         f"{event.get('reason')} {involved.get('kind', '?').lower()}/{involved.get('name', '?')} (x{count}): {message}"
     )
@@ -1183,7 +1193,7 @@ def node_problems(node: dict) -> tuple[str | None, list[str]]:
     ready = condition(node, "Ready")
     not_ready = None
     if ready.get("status") != "True":
-        message = " ".join(str(ready.get("message") or "").split())[:200]
+        message = clip_line(ready.get("message") or "", 200)
         not_ready = f"node/{name_of(node)} Ready={ready.get('status', 'unknown')}" + (
             f" ({ready.get('reason')}: {message})" if ready.get("reason") or message else ""
         )

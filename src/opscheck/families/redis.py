@@ -12,7 +12,7 @@ from opscheck.core.cache import TargetReader
 from opscheck.core.errors import OpscheckError
 from opscheck.core.lazy import optional
 from opscheck.core.model import Item, Model, Param, Target
-from opscheck.core.redact import mask_url
+from opscheck.core.redact import clip_line, mask_url
 from opscheck.core.values import LocalFile, RedisUrl
 
 if TYPE_CHECKING:
@@ -144,6 +144,9 @@ class RedisClient(TargetReader):
                 self.unreachable.fail(f"{self.shown}: cannot connect: {exc}")
         except redis.ResponseError as exc:
             raise OpscheckError(f"{self.shown}: {names[0]} failed: {exc}") from None
+        except (redis.RedisError, UnicodeDecodeError) as exc:  # InvalidResponse, a reply that is not UTF-8 ...
+            with self.lock:  # something answered, but not as a Redis server does
+                self.unreachable.fail(f"{self.shown}: not a Redis reply ({type(exc).__name__}): {clip_line(exc, 200)}")
         for name, result in zip(names, results, strict=True):
             if isinstance(result, redis.ResponseError):
                 raise OpscheckError(f"{self.shown}: {name} failed: {result}")

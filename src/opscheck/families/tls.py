@@ -303,7 +303,10 @@ class TlsProbe(TargetReader):
         return self.once(("status", with_client_cert), lambda: self._get(with_client_cert))
 
     def _get(self, with_client_cert: bool) -> int | str:
+        """A refused handshake or a reset is an answer; silence is not: a server that accepts
+        and then says nothing (or drips a byte a second) has given no verdict on certificates."""
         t = self.target
+        deadline = time.monotonic() + self.timeout  # the whole exchange, not each read
         try:
             with self._handshake(self._context(client=with_client_cert)) as tls:
                 host = t.server_name or t.host
@@ -313,10 +316,19 @@ class TlsProbe(TargetReader):
                 )
                 data = b""
                 while b"\r\n" not in data and len(data) < 8192:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError
+                    tls.settimeout(left)
                     chunk = tls.recv(4096)
                     if not chunk:
                         break
                     data += chunk
+        except TimeoutError:
+            raise OpscheckError(
+                f"{t.shown}: no HTTP answer within {self.timeout:g} s over TLS "
+                f"({'with' if with_client_cert else 'without'} a client certificate): no verdict"
+            ) from None
         except (ssl.SSLError, ConnectionError, OSError) as exc:
             return f"no answer: {_reason(exc)}"
         match = re.match(rb"HTTP/\d(?:\.\d)? (\d{3})", data)

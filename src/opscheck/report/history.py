@@ -29,21 +29,54 @@ def run_dirs(env_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: run_key(p.name))
 
 
-def read_json(path: Path) -> object:
-    """A JSON file of a reports directory, or None when it is missing or damaged."""
+MAX_JSON_BYTES = 256 * 1024 * 1024  # a summary of 10,000 checks is about 5 MB
+
+
+def read_json(path: Path, limit: int = MAX_JSON_BYTES) -> object:
+    """A JSON file of a reports directory, or None when it is missing, damaged, larger than
+    `limit`, or not a regular file (a FIFO there would wait for a writer forever)."""
     try:
+        if not path.is_file() or path.stat().st_size > limit:
+            return None
         return jsondoc.loads(path.read_text())
     except (OSError, ValueError):
         return None
 
 
 def read_summary(folder: Path) -> dict | None:
-    """A run's summary.json with its directory name as `run`; None while written, or when damaged."""
+    """A run's summary.json with its directory name as `run`; None while written, or when
+    damaged: a file of the wrong shape is passed over like a truncated one, or every later
+    run would fail on it."""
     summary = read_json(folder / "summary.json")
-    if not isinstance(summary, dict) or not isinstance(summary.get("checks"), list):
+    if not isinstance(summary, dict) or not _well_formed(summary):
         return None
     summary["run"] = folder.name
     return summary
+
+
+def _well_formed(summary: dict) -> bool:
+    """The fields the history reads have the types a run writes."""
+    number = (int, float)
+    if not (
+        isinstance(summary.get("checks"), list)
+        and isinstance(summary.get("started"), str)
+        and isinstance(summary.get("duration_s"), number)
+        and isinstance(summary.get("exit_status"), int)
+        and isinstance(summary.get("failing", {}), dict)
+        and isinstance(summary.get("verdict", ""), str)
+    ):
+        return False
+    durations = summary.get("family_durations_s", {})
+    if not isinstance(durations, dict) or not all(isinstance(v, number) for v in durations.values()):
+        return False
+    return all(
+        isinstance(c, dict)
+        and isinstance(c.get("id"), str)
+        and isinstance(c.get("outcome", ""), str)
+        and isinstance(c.get("failing_runs", 1), int)
+        and all(isinstance(c.get(k, ""), str) for k in ("failing_since", "failing_since_run", "target", "family"))
+        for c in summary["checks"]
+    )
 
 
 def load_runs(env_dir: Path, exclude: Path | None = None) -> list[dict]:

@@ -9,7 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from opscheck.core.redact import mask_url
+from opscheck.core.redact import clip_line, mask_url
 from opscheck.report.verdict import SEVERITIES, STATUSES, failing_by_severity, name, status
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -111,7 +111,7 @@ def push(url: str, environment: str, text: str, timeout: float) -> str | None:
     try:
         response = requests.put(target, data=text.encode(), headers={"Content-Type": CONTENT_TYPE}, timeout=timeout)
     except requests.RequestException as exc:
-        return f"push to {mask_url(target)} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        return f"push to {mask_url(target)} failed: {type(exc).__name__}: {clip_line(exc, 300)}"
     if response.status_code >= 300:
-        return f"push to {mask_url(target)} answered {response.status_code}: {' '.join(response.text.split())[:300]}"
+        return f"push to {mask_url(target)} answered {response.status_code}: {clip_line(response.text, 300)}"
     return None

@@ -63,13 +63,22 @@ def env_dir(config, environment: str) -> Path:
     return Path(root).resolve() / environment
 
 
+STATE_MAX_BYTES = 4 * 1024 * 1024  # what the checks remember: a few KB; a larger file is damaged
+
+
 def read_state(config, environment: str) -> dict:
     return _read_json(env_dir(config, environment) / "state.json")
 
 
 def _read_json(path: Path) -> dict:
-    found = history.read_json(path)
+    found = history.read_json(path, STATE_MAX_BYTES)
     return found if isinstance(found, dict) else {}
+
+
+def _newest_start(started: str, recorded: object, finished: str) -> str:
+    """state.json's last_run: a concurrent run that started after this one keeps its start;
+    anything else (a damaged value, a start in the future from a wrong clock) gives way."""
+    return recorded if isinstance(recorded, str) and started < recorded <= finished else started
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -300,7 +309,8 @@ class Run:
                 if not self.config.getoption("no_state") and exitstatus not in SKIP_EXIT:
                     state = dict(_read_json(self.env_dir / "state.json"), **self.remembered)
                     previous = self.previous_state.get("last_run", "")
-                    state["last_run"] = max(summary["started"], str(state.get("last_run", previous)))
+                    recorded = state.get("last_run", previous)
+                    state["last_run"] = _newest_start(summary["started"], recorded, summary["finished"])
                     _write_atomically(self.env_dir / "state.json", json.dumps(state, indent=2) + "\n")
         except Timeout:
             self.write_errors.append(f"{self.env_dir}/.lock: held by another run for over {LOCK_SECONDS} s")
@@ -427,8 +437,12 @@ class Run:
     def _point_latest(self) -> None:
         """latest -> this run, unless a run that started later already finished (under the lock)."""
         latest = self.env_dir / "latest"
+        if latest.is_dir() and not latest.is_symlink():  # not opscheck's: a user's folder is never replaced
+            print(f"opscheck: WARNING: {latest} is a folder, not opscheck's link: latest not moved", file=sys.stderr)
+            return
         with contextlib.suppress(OSError):
-            if os.readlink(latest) > self.dir.name and (self.env_dir / os.readlink(latest)).is_dir():
+            pointed = os.readlink(latest)
+            if history.run_key(pointed) > history.run_key(self.dir.name) and (self.env_dir / pointed).is_dir():
                 return
         tmp = self.env_dir / f".latest.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
         try:
