@@ -481,6 +481,50 @@ class SilentListener(Service):
             conn.close()
 
 
+class Misbehaving(Service):
+    """A TCP server on loopback that hands each connection to `talk(conn, stop)` on a thread
+    of its own: the self-tests' hostile servers (drip a byte a second, never end, speak
+    another protocol). `stop` is set when the server stops; the connections are then closed."""
+
+    def __init__(self, talk):
+        self.talk = talk
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.stopping = threading.Event()
+
+    def start(self) -> None:
+        def serve():
+            while True:
+                try:
+                    conn, _ = self.sock.accept()
+                except OSError:
+                    return
+                threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+        threading.Thread(target=serve, daemon=True).start()
+
+    def _talk(self, conn) -> None:
+        with conn, contextlib.suppress(OSError):
+            self.talk(conn, self.stopping)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.sock.close()
+
+
+def dripping(head: bytes, byte: bytes = b" ", every: float = 0.5):
+    """A Misbehaving talk: read the request, send `head`, then `byte` every `every` seconds,
+    for ever: no single read of the client ever times out."""
+
+    def talk(conn, stop) -> None:
+        conn.recv(65536)
+        conn.sendall(head)
+        while not stop.wait(every):
+            conn.sendall(byte)
+
+    return talk
+
+
 class BlackholeNamespace(Service):
     """An address in a network namespace of our own whose packets are dropped (nft).
 

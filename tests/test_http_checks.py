@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.servers import HttpServer, Route
+from tests.servers import HttpServer, Misbehaving, Route, dripping
 
 HEALTHY = {"status": "ok", "checks": {"database": "ok", "redis": "ok"}, "queue_depth": 12}
 DEGRADED = {"status": "degraded", "checks": {"database": "error", "redis": "ok"}, "queue_depth": 61204}
@@ -139,48 +139,13 @@ def test_adhoc_check_is_deselected_without_its_param(server, run_checks):
     assert not result.checks
 
 
-class DripServer:
-    """Headers, then one byte of a 1 MB body every half second: no single read ever times out."""
-
-    def __init__(self):
-        import socket
-        import threading
-
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.stop = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        import threading
-
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
-
-    def _drip(self, conn):
-        with conn:
-            try:
-                conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n")
-                while not self.stop.wait(0.5):
-                    conn.sendall(b" ")
-            except OSError:
-                pass
-
-    def close(self):
-        self.stop.set()
-        self.sock.close()
+DRIP_BODY = dripping(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n")
 
 
 def test_a_body_dripped_byte_by_byte_costs_one_timeout(run_checks):
     import time
 
-    drip = DripServer()
-    try:
+    with Misbehaving(DRIP_BODY) as drip:
         inventory = {
             "environment": "selftest-drip",
             "defaults": {"timeout": 1},
@@ -189,8 +154,6 @@ def test_a_body_dripped_byte_by_byte_costs_one_timeout(run_checks):
         started = time.monotonic()
         result = run_checks(inventory, "-m", "daily")
         took = time.monotonic() - started
-    finally:
-        drip.close()
     assert result.rc == 1, result.output[-3000:]
     message = result.assert_failed("test_http_status[drip]", "no answer within the timeout")
     assert "Traceback" not in message and "Timeout (>" not in message, message

@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 
 from tests.conftest import run_suite
-from tests.servers import closed_port
+from tests.servers import Misbehaving, closed_port
 from tests.servers_monitoring import AlertmanagerServer, PrometheusServer
 
 WATCHDOG = {"alert": "Watchdog", "expr": "vector(1)", "labels": {"severity": "none"}}
@@ -248,3 +248,33 @@ def test_alertmanager_problems_fail(result):
 def test_full_monitoring_run_is_fast(result):
     print(f"monitoring family run: {result.seconds:.1f} s")
     assert result.seconds < 30, result.output
+
+
+def endless_json(conn, stop):
+    """200 with a JSON body that never ends, sent as fast as it goes."""
+    conn.recv(65536)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n[")
+    chunk = b"0," * 32768
+    while not stop.is_set():
+        conn.sendall(chunk)
+
+
+def test_an_endless_answer_is_cut_not_kept(tmp_path):
+    """A JSON API that never stops sending: read up to its limit (32 MB) or its deadline, then a
+    failure that says so; it filled 9 GB in a minute before."""
+    with Misbehaving(endless_json) as server:
+        inventory = {
+            "environment": "selftest-endless",
+            "defaults": {"timeout": 2},
+            "prometheus": [{"name": "endless", "url": f"http://127.0.0.1:{server.port}", "expected_jobs": ["x"]}],
+        }
+        started = time.monotonic()
+        result = run_suite(inventory, tmp_path, "-m", "daily", "-p", "no:randomly")
+        took = time.monotonic() - started
+    assert result.rc == 1, result.output[-3000:]
+    failed = [c for c in result.summary["checks"] if c["outcome"] == "failed"]
+    assert failed and all(
+        "larger than 32 MB" in c["message"] or "not complete within" in c["message"] or "blocked" in c["message"]
+        for c in failed
+    ), [c["message"][:200] for c in failed]
+    assert took < 60, f"{took:.0f} s"

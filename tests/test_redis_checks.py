@@ -2,11 +2,12 @@
 memory over its limit, and slow (a second client keeps the server busy with DEBUG SLEEP)."""
 
 import threading
+import time
 
 import pytest
 
 from tests.conftest import run_suite
-from tests.servers import RedisServer, closed_port
+from tests.servers import Misbehaving, RedisServer, closed_port, dripping
 
 PASSWORD = "redis-Pw-4471"
 
@@ -94,3 +95,39 @@ def test_slow_server_fails_latency(result):
     result.assert_failed(
         "test_redis_latency_below_limit[busy]", "PING average", ">= limit 10 ms", "LATENCY LATEST: command latest"
     )
+
+
+def speak_http(conn, stop):
+    conn.recv(65536)
+    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_a_server_that_is_not_redis_fails_once_and_clearly(tmp_path):
+    """Something else on the port (an HTTP server): one clear failure naming the target, then
+    "blocked:"; it was a redis-py traceback in every check."""
+    with Misbehaving(speak_http) as server:
+        url = f"redis://127.0.0.1:{server.port}/0"
+        result = run_suite(
+            {"environment": "selftest-not-redis", "redis": [{"name": "web", "url": url}]}, tmp_path, "-m", "daily"
+        )
+    first = result.assert_failed("test_redis_ping[web]", 'redis "web"', "not a Redis reply")
+    assert "Traceback" not in first and "site-packages" not in first, first
+    result.assert_failed("test_redis_memory_below_limit[web]", "blocked:")
+
+
+def test_a_reply_that_never_ends_costs_one_deadline(tmp_path):
+    """redis-py's timeout is per read: a reply a byte every half second never trips it. The
+    client's deadline cuts it (twice the timeout); the run ends, the rest say "blocked:"."""
+    with Misbehaving(dripping(b"+", b"x")) as server:  # a simple-string reply that never ends
+        url = f"redis://127.0.0.1:{server.port}/0"
+        inventory = {
+            "environment": "selftest-endless-redis",
+            "defaults": {"timeout": 1},
+            "redis": [{"name": "drip", "url": url}],
+        }
+        started = time.monotonic()
+        result = run_suite(inventory, tmp_path, "-m", "daily", "--timeout=15", timeout=120)
+        took = time.monotonic() - started
+    assert result.rc == 1, result.output[-3000:]
+    assert took < 60, f"the run took {took:.0f} s"
+    result.assert_failed("test_redis_ping[drip]", 'redis "drip"', "no complete reply within 2 s")

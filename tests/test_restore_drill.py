@@ -84,6 +84,17 @@ def test_refuses_a_target_of_the_inventory(setup):
     assert pg.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", dbname="app").strip() == "3"
 
 
+@pytest.mark.parametrize("spelling", ["host=watched-alias hostaddr=127.0.0.1", "host=127.0.0.2,localhost"])
+def test_refuses_a_watched_database_under_another_address(setup, spelling):
+    """hostaddr wins over host, and every host of a multi-host DSN counts: libpq's reading."""
+    pg, inventory = setup
+    proc = _drill(
+        inventory, "app-dump", "--into", f"{spelling} port={pg.port} dbname=app user=drill password={PASSWORD}"
+    )
+    assert proc.returncode == 4 and "postgres target 'app-db'" in proc.stderr, proc.stdout + proc.stderr
+    assert pg.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", dbname="app").strip() == "3"
+
+
 @pytest.mark.parametrize(
     "into", ["host=127.0.0.1 user=drill password=Drill Pw99xSecr3t", "postgresql://drill:DrillPw%zzSecr3t@h/x"]
 )

@@ -15,7 +15,7 @@ import pytest
 
 from opscheck.core.x509 import fingerprint
 from tests.conftest import run_suite
-from tests.servers import PostgresServer, SilentListener, closed_port
+from tests.servers import Misbehaving, PostgresServer, SilentListener, closed_port
 from tests.servers_tls import Nginx, Site, certificate_file_targets, certificate_files_on_disk, selftest_pki
 
 
@@ -480,3 +480,39 @@ def test_serves_the_certificate_file(result):
     """A renewed certificate file that the proxy never reloaded fails (tls + certificate_files)."""
     result.assert_passed("test_tls_serves_certificate_file[good]")
     result.assert_failed("test_tls_serves_certificate_file[soon20]", 'serves "CN=soon20', 'holds "CN=good')
+
+
+def test_a_silent_mtls_server_is_no_proof_of_enforcement(pki, tmp_path):
+    """It completes every handshake, then never answers: no refusal, so no pass for the p0
+    check that client certificates are required (a timeout read as "refused" passed it)."""
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pki.chain_file(pki.good, pki.intermediate, name="silent.pem"), pki.good.key_path)
+    context.verify_mode = ssl.CERT_OPTIONAL
+    context.load_verify_locations(pki.client_ca)
+
+    def handshake_then_silence(conn, stop):
+        conn.settimeout(10)
+        with context.wrap_socket(conn, server_side=True):
+            stop.wait(30)
+
+    server = Misbehaving(handshake_then_silence)
+    server.start()
+    target = {
+        "name": "silent",
+        "host": "127.0.0.1",
+        "port": server.port,
+        "server_name": "localhost",
+        "ca_file": str(pki.ca_file),
+        "client_cert": str(pki.client.cert_path),
+        "client_key": str(pki.client.key_path),
+        "client_cert_required": True,
+    }
+    try:
+        result = run_suite(
+            {"environment": "selftest-silent-tls", "defaults": {"timeout": 1}, "tls": [target]}, tmp_path, "-m", "daily"
+        )
+    finally:
+        server.stop()
+    result.assert_failed("test_tls_client_certificate_required[silent]", "no HTTP answer within 1 s", "no verdict")

@@ -6,6 +6,8 @@ inventory, and a database that already holds tables.
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import subprocess
 import sys
 import time
@@ -30,11 +32,38 @@ DRILL_QUERY = "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname NOT IN
 
 
 def _endpoint(dsn: str) -> tuple[str, int, str]:
-    """(host, port, dbname) of a libpq DSN, with localhost and 127.0.0.1 made the same."""
+    """(host, port, dbname) of a libpq DSN's first host, as the drill reports it."""
     parts = {k: str(v) for k, v in conninfo.conninfo_to_dict(dsn).items()}
-    host = parts.get("host") or "localhost"
-    host = "localhost" if host in ("127.0.0.1", "::1", "localhost") or host.startswith("/") else host.lower()
-    return host, int(parts.get("port") or 5432), parts.get("dbname") or parts.get("user") or ""
+    host = (parts.get("host") or "localhost").split(",")[0]
+    port = (parts.get("port") or "5432").split(",")[0]
+    return host, int(port) if port.isdigit() else 5432, parts.get("dbname") or parts.get("user") or ""
+
+
+def _destinations(dsn: str) -> set[tuple[str, str, str]]:
+    """Where a DSN's connections go: (address, port, dbname) for each of its hosts, by the
+    address libpq connects to (hostaddr over host; a name resolved; every loopback address
+    and a local socket one place), so another spelling of a watched database is caught."""
+    parts = {k: str(v) for k, v in conninfo.conninfo_to_dict(dsn).items()}
+    hosts = (parts.get("hostaddr") or parts.get("host") or "localhost").split(",")
+    ports = (parts.get("port") or "5432").split(",")
+    dbname = parts.get("dbname") or parts.get("user") or ""
+    found = set()
+    for i, host in enumerate(hosts):
+        port = ports[i] if i < len(ports) else ports[-1]
+        for address in _addresses(host.strip()):
+            found.add((address, port.strip() or "5432", dbname))
+    return found
+
+
+def _addresses(host: str) -> set[str]:
+    if not host or host.startswith("/") or host.startswith("@"):
+        return {"loopback"}  # a local socket: this machine's server
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (OSError, UnicodeError):
+        return {host.lower()}
+    addresses = {str(info[4][0]) for info in infos}
+    return {"loopback" if ipaddress.ip_address(a.split("%")[0]).is_loopback else a for a in addresses}
 
 
 def _count(row) -> int:
@@ -56,11 +85,11 @@ def restore_drill(inventory: Inventory, backup_name: str, into: str, query: str 
         raise ConfigError([f"backup {backup_name!r} is on {spec}: the drill restores files on this machine only"])
     redact.register(into)  # its password, before any message could carry it
     try:
-        scratch = _endpoint(into)
-    except psycopg.ProgrammingError:  # libpq's text quotes the DSN, password and all
+        scratch, goes_to = _endpoint(into), _destinations(into)
+    except (psycopg.ProgrammingError, ValueError):  # libpq's text quotes the DSN, password and all
         raise ConfigError(["--into: not a valid DSN (libpq's key=value form or a postgresql:// URL)"]) from None
     for pg in inventory.postgres:
-        if _endpoint(pg.dsn.get_secret_value()) == scratch:
+        if _destinations(pg.dsn.get_secret_value()) & goes_to:
             raise ConfigError(
                 [
                     f"--into is postgres target {pg.name!r} of the inventory: a drill never restores "

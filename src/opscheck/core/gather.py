@@ -17,10 +17,11 @@ import concurrent.futures
 import contextlib
 import functools
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,12 +112,64 @@ class GatherSpec:
         """The read jobs of this family's selected targets (clients from config.stash)."""
 
 
+class DaemonPool:
+    """ThreadPoolExecutor's submit and shutdown, on daemon threads: a read still running when
+    the session ends (a server that keeps sending) does not hold the process, as the
+    executor's workers would (they are joined at interpreter exit, cancel or not)."""
+
+    def __init__(self, workers: int, name: str):
+        self.workers, self.name = workers, name
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        future: Future = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._jobs.put((future, fn, args))
+            if len(self._threads) < self.workers:
+                thread = threading.Thread(target=self._work, name=f"{self.name}_{len(self._threads)}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+        return future
+
+    def _work(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            future, fn, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - kept in the future, as the executor does
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def shutdown(self) -> None:
+        """Cancel what has not started; the workers end once their job does."""
+        with self._lock:
+            self._closed = True
+            threads = len(self._threads)
+        while True:
+            try:
+                item = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[0].cancel()
+        for _ in range(threads):
+            self._jobs.put(None)
+
+
 class Gatherer:
     """One bounded pool for the run's gather jobs; each job runs once."""
 
     def __init__(self, workers: int = DEFAULT_WORKERS):
         self.workers = max(1, workers)
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: DaemonPool | None = None
         self._lock = threading.Lock()
         self.futures: dict[int, list[Future]] = {}  # id(target) -> its jobs' futures
         self.spans: dict[int, list] = {}  # id(target) -> [target, first start, last end]
@@ -130,7 +183,7 @@ class Gatherer:
             by_target.setdefault(id(job.target), []).append(job)
         with self._lock:
             if self._pool is None and by_target:
-                self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="opscheck-gather")
+                self._pool = DaemonPool(self.workers, "opscheck-gather")
             for lead, *rest in by_target.values():
                 self._submit(lead, rest, since)
         return sum(len(group) for group in by_target.values())
@@ -191,7 +244,7 @@ class Gatherer:
     def close(self) -> None:
         """Stop at the end of the session: a hung read must not hold the process."""
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown()
 
 
 def _run(job: Job) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
 
+from opscheck.core import jsondoc
 from opscheck.core.cache import TargetReader
 from opscheck.core.errors import OpscheckError, Unreachable
 from opscheck.core.lazy import optional
@@ -24,8 +26,35 @@ from opscheck.core.values import HttpUrl, Verify
 
 if TYPE_CHECKING:
     import requests
+    from urllib3 import exceptions as urllib3_exceptions
 else:
     requests = optional("requests", "all")
+    urllib3_exceptions = optional("urllib3.exceptions", "all")
+
+API_MAX_BYTES = 32 * 1024 * 1024  # a JSON API answer: a big cluster's /api/v1/targets is a few MB
+
+
+def read_body(raw: Any, limit: int, seconds: float) -> bytes:
+    """A urllib3 response's body, at most `limit` + 1 bytes (more means cut), within `seconds`
+    as a whole: a server that drips a byte a second never trips a per-read timeout, and an
+    endless body would fill the memory. TimeoutError when the time is up, ConnectionError
+    when the connection breaks mid-body."""
+    deadline = time.monotonic() + seconds
+    chunks, size = [], 0
+    try:
+        while size <= limit:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the body was not complete within {seconds:g} s")
+            chunk = raw.read1(min(65536, limit + 1 - size), decode_content=True)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except urllib3_exceptions.ReadTimeoutError:
+        raise TimeoutError(f"the body was not complete within {seconds:g} s") from None
+    except urllib3_exceptions.HTTPError as exc:  # ProtocolError: reset or closed mid-body, a bad chunk
+        raise ConnectionError(f"the connection broke mid-body: {exc}") from None
+    return b"".join(chunks)
 
 
 class ApiTarget(Target):
@@ -154,14 +183,21 @@ class JsonApi(TargetReader):
                 timeout=(self.timeout, self.timeout),
                 verify=self.target.verify,
                 allow_redirects=False,
+                stream=True,
             )
-        except requests.RequestException as exc:
+            with response:
+                data = read_body(response.raw, API_MAX_BYTES, 2 * self.timeout)
+        except (requests.RequestException, TimeoutError, ConnectionError) as exc:
+            why = reason(exc) if isinstance(exc, requests.RequestException) else str(exc)
             with self.lock:
-                self.unreachable.fail(f"{self.shown}: {reason(exc)}")
+                self.unreachable.fail(f"{self.shown}: GET {path}: {why}")
+        if len(data) > API_MAX_BYTES:
+            raise OpscheckError(f"{self.shown}: GET {path}: the answer is larger than {API_MAX_BYTES // 1048576} MB")
+        text = data.decode("utf-8", errors="replace")  # JSON is UTF-8 (RFC 8259)
         try:
-            body = response.json()
-        except (ValueError, RecursionError):  # RecursionError: nested past Python's limit
-            body = clip(response.text, 500)
+            body = jsondoc.loads(text)
+        except ValueError:
+            body = clip(text, 500)
         return response.status_code, body
 
     def json(self, path: str, **params: Any) -> Any:

@@ -22,16 +22,14 @@ from opscheck.core.lazy import optional
 from opscheck.core.model import Condition, InventoryCheck, Item, Model, Param, Severity, Target, check_marks
 from opscheck.core.redact import clip, mask_url, secrets_in_body
 from opscheck.core.values import HttpUrl, LocalFile, PlainHttpUrl, Regex, Verify
-from opscheck.core.web import new_session, reason
+from opscheck.core.web import new_session, read_body, reason
 
 if TYPE_CHECKING:
     import jmespath
     import jwt
     import requests
-    from urllib3 import exceptions as urllib3_exceptions
 else:
     requests = optional("requests", "all")
-    urllib3_exceptions = optional("urllib3.exceptions", "all")
     jmespath = optional("jmespath", "all")
     jwt = optional("jwt", "jwt")
 
@@ -331,24 +329,13 @@ class HttpClient(TargetReader):
             return response.status_code, latency_ms, dict(response.headers), text, len(raw) > MAX_BODY_BYTES
 
     def _body(self, response: requests.Response, start: float) -> bytes:
-        """The body, at most MAX_BODY_BYTES + 1, within the timeout as a whole: a server that
-        drips a byte a second never trips a per-read timeout, and would hold the run."""
-        deadline = start + 2 * self.timeout  # the connect's share and the answer's
-        chunks, size = [], 0
+        """The body within the timeout as a whole (core.web.read_body), as requests' errors."""
         try:
-            while size <= MAX_BODY_BYTES:
-                if time.perf_counter() > deadline:
-                    raise requests.ReadTimeout(f"the body was not complete within {2 * self.timeout:g} s")
-                chunk = response.raw.read1(min(65536, MAX_BODY_BYTES + 1 - size), decode_content=True)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-        except (urllib3_exceptions.ProtocolError, urllib3_exceptions.ReadTimeoutError, OSError) as exc:
-            if isinstance(exc, requests.RequestException):
-                raise
-            raise requests.exceptions.ChunkedEncodingError(f"the connection broke mid-body: {exc}") from None
-        return b"".join(chunks)
+            return read_body(response.raw, MAX_BODY_BYTES, 2 * self.timeout - (time.perf_counter() - start))
+        except TimeoutError as exc:
+            raise requests.ReadTimeout(str(exc)) from None
+        except ConnectionError as exc:
+            raise requests.exceptions.ChunkedEncodingError(str(exc)) from None
 
     # --- auth flows ------------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from opscheck.core.lazy import optional
 from opscheck.core.model import InventoryCheck, Item, Model, Param, Severity, Target, check_marks
 from opscheck.core.redact import clip_line, mask_url
 from opscheck.core.times import Duration, bounded_shell, parse_duration, parse_time
+from opscheck.core.web import API_MAX_BYTES, read_body
 
 if TYPE_CHECKING:
     import croniter
@@ -467,16 +468,22 @@ class KubeClient(TargetReader):
 
     def _json(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict:
         response = self._call(what, fn, *args, **kwargs)
-        try:
-            data = jsondoc.loads(response.data)
-        except ValueError:
-            raise OpscheckError(
-                f"{self.shown}: {what}: the API server answered with something else than JSON"
-            ) from None
+        try:  # bounded in time and size: a server that freezes or drips mid-body costs one timeout
+            raw = read_body(response, API_MAX_BYTES, 2 * self.timeout)
+        except (TimeoutError, ConnectionError) as exc:
+            self.unreachable.fail(f"{self.shown}: {what}: {exc}")
         finally:
             release = getattr(response, "release_conn", None)
             if release:
                 release()
+        if len(raw) > API_MAX_BYTES:
+            raise OpscheckError(f"{self.shown}: {what}: the answer is larger than {API_MAX_BYTES // 1048576} MB")
+        try:
+            data = jsondoc.loads(raw.decode("utf-8", errors="replace"))
+        except ValueError:
+            raise OpscheckError(
+                f"{self.shown}: {what}: the API server answered with something else than JSON"
+            ) from None
         if not isinstance(data, dict):
             raise OpscheckError(f"{self.shown}: {what}: unexpected answer")
         return data

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
@@ -83,7 +86,11 @@ class RedisClient(TargetReader):
         super().__init__()
         self.target = target
         self.timeout = timeout
+        self.read_wait = 4 * timeout + 5  # a check waiting for the gather's read of the same key
         self._redis: redis.Redis | None = None
+        self._deadlines: dict[int, float] = {}  # thread -> when its command must have its reply
+        self._watchdog: threading.Thread | None = None
+        self._cut = False  # the watchdog closed the connections: a reply ran past its deadline
 
     def _client(self) -> redis.Redis:
         """The connection pool, made on the first command (redis-py is imported then)."""
@@ -122,18 +129,23 @@ class RedisClient(TargetReader):
         with self.lock:
             self.unreachable.check()
         try:
-            if len(calls) == 1:
-                results = [self._client().execute_command(*calls[0])]
-            else:
-                pipe = self._client().pipeline(transaction=False)
-                for args in calls:
-                    pipe.execute_command(*args)
-                results = pipe.execute(raise_on_error=False)
+            with self._within_deadline():
+                if len(calls) == 1:
+                    results = [self._client().execute_command(*calls[0])]
+                else:
+                    pipe = self._client().pipeline(transaction=False)
+                    for args in calls:
+                        pipe.execute_command(*args)
+                    results = pipe.execute(raise_on_error=False)
         except redis.AuthenticationError as exc:  # a subclass of ConnectionError: first
             with self.lock:
                 self.unreachable.fail(f"{self.shown}: authentication failed: {exc}")
         except redis.TimeoutError as exc:
             with self.lock:  # connected (or not) but no answer: a frozen server is not a refused one
+                if self._cut:
+                    self.unreachable.fail(
+                        f"{self.shown}: no complete reply within {2 * self.timeout:g} s (it keeps sending)"
+                    )
                 if "connect" in str(exc).lower():
                     self.unreachable.fail(f"{self.shown}: cannot connect: connect timed out after {self.timeout:g} s")
                 self.unreachable.fail(
@@ -151,6 +163,40 @@ class RedisClient(TargetReader):
             if isinstance(result, redis.ResponseError):
                 raise OpscheckError(f"{self.shown}: {name} failed: {result}")
         return results
+
+    @contextlib.contextmanager
+    def _within_deadline(self) -> Iterator[None]:
+        """A reply within twice the timeout, however it arrives: redis-py's timeout is per
+        read, so a reply that never ends (a byte a second) would never time out. A watchdog
+        closes the target's connections when a command runs past its deadline."""
+        me = threading.get_ident()
+        with self.lock:
+            self._deadlines[me] = time.monotonic() + 2 * self.timeout
+            if self._watchdog is None:
+                self._watchdog = threading.Thread(target=self._watch, name="opscheck-redis-deadline", daemon=True)
+                self._watchdog.start()
+        try:
+            yield
+        except (redis.RedisError, OSError, ValueError) as exc:  # ValueError: a read of the closed buffer
+            if self._cut:  # the watchdog closed the connection under this command
+                raise redis.TimeoutError("reply not complete in time") from exc
+            raise
+        finally:
+            with self.lock:
+                self._deadlines.pop(me, None)
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(min(0.25, self.timeout / 4))
+            with self.lock:
+                if not self._deadlines:
+                    self._watchdog = None
+                    return
+                overdue = min(self._deadlines.values()) < time.monotonic()
+                if overdue:
+                    self._cut = True
+            if overdue and self._redis is not None:
+                self._redis.connection_pool.disconnect(inuse_connections=True)
 
     def info(self, section: str = "all") -> dict:
         """An INFO section, read once per run."""
