@@ -116,7 +116,18 @@ def test_log_capture_meets_loggers_made_by_gather_threads(tmp_path, variant):
     script = tmp_path / "race.py"
     script.write_text(LOGGER_RACE)
     proc = subprocess.run([sys.executable, str(script), variant], capture_output=True, text=True, timeout=60)
-    if variant == "unguarded":  # the race is real, and this test can see it
+    if variant == "unguarded" and PYTEST_WALKS_LOGGERS:  # the race is real, and this test can see it
         assert proc.returncode == 1 and "dictionary changed size during iteration" in proc.stderr, proc.stderr
-    else:
+    else:  # guarded; or a pytest (before 9.1) that does not walk the table
         assert proc.returncode == 0, proc.stderr
+
+
+def _walks_loggers() -> bool:
+    import inspect
+
+    from _pytest.logging import catching_logs
+
+    return "loggerDict" in inspect.getsource(catching_logs.__enter__)
+
+
+PYTEST_WALKS_LOGGERS = _walks_loggers()

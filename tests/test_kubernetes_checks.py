@@ -747,3 +747,29 @@ def test_under_xdist_one_probe_and_one_timeout_per_cluster(tmp_path):
     dead_checks = [c for c in result.checks if "[dead" in c]
     assert sum(not result.message(c).startswith("blocked: ") for c in dead_checks) == 1
     result.assert_passed("test_k8s_pods_running_and_ready[plain:default]")
+
+
+def test_the_client_does_not_walk_the_environment_on_a_gather_thread(tmp_path, monkeypatch):
+    """kubernetes 37's Configuration() walks os.environ for proxies, while pytest deletes
+    PYTEST_CURRENT_TEST between phases (a KeyError failed a healthy check in CI): the client
+    takes its proxy from the run's snapshot instead, and still honours it."""
+    import kubernetes.client.configuration as k8s_configuration
+
+    from opscheck.core import web
+    from opscheck.families.kubernetes import KubeClient, Kubernetes
+
+    def walk():
+        raise AssertionError("os.environ walked for proxies")
+
+    monkeypatch.setattr(k8s_configuration, "getproxies", walk)
+    monkeypatch.setattr(web, "_ENVIRONMENT", ({"https": "http://proxy.invalid:3128", "no": "other.example"}, None))
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:6443'}}]\n"
+        "users: [{name: u, user: {token: t0ken-for-the-test}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+    )
+    client = KubeClient(Kubernetes(name="k", kubeconfig=str(kubeconfig)), timeout=1)
+    configuration = client.api().configuration
+    assert configuration.proxy == "http://proxy.invalid:3128"

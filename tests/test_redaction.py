@@ -210,3 +210,30 @@ def test_cli_urls_and_dsns_stay_out_of_their_errors(tmp_path):
     )
     assert "cannot" in proc.stderr or "prometheus" in proc.stderr, proc.stderr
     assert "PromDiscPw99" not in proc.stdout + proc.stderr, proc.stderr
+
+
+def test_ordinary_values_are_not_taken_for_secrets(tmp_path, monkeypatch):
+    """What a review found masked everywhere: a DSN's quoted options, a header's charset, a
+    body's ordinary keys and values, the shell's $PWD, numbers and paths in secret-named
+    variables; and a redis URL's query password with an @ in it (its end leaked)."""
+    from opscheck.inventory import load
+
+    assert redact.mask_url("redis://host:6379?password=p@ssw0rdX") == "redis://host:6379?password=***"
+    redact.register(
+        "host=db.internal port=5432 user=monitor application_name=opscheck options='-c statement_timeout=5000'"
+    )
+    redact.register("application/json; charset=utf-8")
+    for key, value in {"author": "alice", "passive": True, "token_ttl": 3600, "keyboard": "qwerty"}.items():
+        assert redact.secrets_in_body({key: value}) == []
+    monkeypatch.setenv("PWD", str(tmp_path))
+    monkeypatch.setenv("SESSION_TIMEOUT", "3600")
+    monkeypatch.setenv("CLIENT_KEY_FILE", "/srv/tls/client.key")
+    monkeypatch.setenv("DB_PASSWORD", "realS3cret-99x")
+    (tmp_path / "inv.yml").write_text(
+        "environment: e\ncommands:\n  - name: c\n    spec: local://\n    run:\n"
+        "      - {name: a, argv: [tool, '${PWD}', '${SESSION_TIMEOUT}', '${CLIENT_KEY_FILE}', '${DB_PASSWORD}']}\n"
+    )
+    load(tmp_path / "inv.yml", here=False)
+    text = f"monitor on db.internal:5432 (opscheck) utf-8 alice qwerty {tmp_path} 3600 /srv/tls/client.key"
+    assert redact.redact(text) == text
+    assert redact.redact("tool realS3cret-99x") == "tool ***"

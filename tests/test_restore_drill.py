@@ -65,13 +65,14 @@ def setup(tmp_path_factory):
         yield pg, inventory
 
 
-def _drill(inventory, *args):
+def _drill(inventory, *args, env=None):
     return subprocess.run(
         [sys.executable, "-m", "opscheck.cli", "restore-drill", *args, f"--inventory={inventory}"],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -82,6 +83,14 @@ def test_refuses_a_target_of_the_inventory(setup):
     assert proc.returncode == 4, proc.stdout + proc.stderr
     assert "postgres target 'app-db'" in proc.stderr and PASSWORD not in proc.stderr
     assert pg.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", dbname="app").strip() == "3"
+
+
+def test_refuses_a_watched_database_named_by_libpqs_environment(setup):
+    """PGHOST and PGPORT fill what the DSN leaves out, for libpq and for the guard alike."""
+    pg, inventory = setup
+    env = {"PGHOST": "127.0.0.1", "PGPORT": str(pg.port)}
+    proc = _drill(inventory, "app-dump", "--into", f"dbname=app user=drill password={PASSWORD}", env=env)
+    assert proc.returncode == 4 and "postgres target 'app-db'" in proc.stderr, proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("spelling", ["host=watched-alias hostaddr=127.0.0.1", "host=127.0.0.2,localhost"])

@@ -193,6 +193,16 @@ SECRET_NAME = re.compile(
     re.IGNORECASE,
 )
 SWITCHES = frozenset(["true", "false", "yes", "no", "on", "off", "none", "null"])
+NOT_SECRETS = frozenset(["PWD", "OLDPWD"])  # the shell's working directories
+
+
+def _may_be_secret(value: str) -> bool:
+    """A value a secret-named variable holds that could be one: not a switch (${USE_AUTH}=true),
+    a short number (${SESSION_TIMEOUT}=3600) or a path (${CLIENT_KEY}=/srv/tls/client.key), which
+    masked everywhere would hide what a message is about."""
+    text = value.strip()
+    short_number = text.replace(".", "", 1).isdigit() and len(text) < 8  # a long one may be a PIN
+    return text.lower() not in SWITCHES and not short_number and not text.startswith(("/", "~/"))
 
 
 def path_for_env(env: str, inventories: Path | None = None) -> Path:
@@ -307,7 +317,7 @@ def _expand(value, path: tuple, expansion: Expansion):
         expansion.added += len(found)
         if expansion.added > MAX_EXPANDED:
             return refuse(f"${{{name}}}: the variables expand the inventory past {MAX_EXPANDED // 1024 // 1024} MB")
-        if SECRET_NAME.search(name) and found.lower() not in SWITCHES:  # ${USE_AUTH}=true is no secret
+        if SECRET_NAME.search(name) and name not in NOT_SECRETS and _may_be_secret(found):
             expansion.secrets.append(found)
         return found
 

@@ -43,16 +43,24 @@ def _destinations(dsn: str) -> set[tuple[str, str, str]]:
     """Where a DSN's connections go: (address, port, dbname) for each of its hosts, by the
     address libpq connects to (hostaddr over host; a name resolved; every loopback address
     and a local socket one place), so another spelling of a watched database is caught."""
-    parts = {k: str(v) for k, v in conninfo.conninfo_to_dict(dsn).items()}
-    hosts = (parts.get("hostaddr") or parts.get("host") or "localhost").split(",")
+    given = {k: str(v) for k, v in conninfo.conninfo_to_dict(dsn).items() if v is not None}
+    parts = {**_libpq_defaults(), **given}  # PGHOST, PGPORT, PGDATABASE ... fill what the DSN leaves out
+    hosts = (parts.get("host") or "localhost").split(",")
+    hostaddrs = (parts.get("hostaddr") or "").split(",")
     ports = (parts.get("port") or "5432").split(",")
     dbname = parts.get("dbname") or parts.get("user") or ""
     found = set()
     for i, host in enumerate(hosts):
+        address = hostaddrs[i] if i < len(hostaddrs) and hostaddrs[i].strip() else host  # hostaddr wins
         port = ports[i] if i < len(ports) else ports[-1]
-        for address in _addresses(host.strip()):
-            found.add((address, port.strip() or "5432", dbname))
+        for resolved in _addresses(address.strip()):
+            found.add((resolved, port.strip() or "5432", dbname))
     return found
+
+
+def _libpq_defaults() -> dict[str, str]:
+    """libpq's defaults for what a DSN leaves out, the PG* environment variables among them."""
+    return {o.keyword.decode(): o.val.decode() for o in psycopg.pq.Conninfo.get_defaults() if o.val is not None}
 
 
 def _addresses(host: str) -> set[str]:

@@ -25,6 +25,12 @@ MIN_LENGTH = 4  # shorter values cannot be scrubbed from text without garbling i
 FRAGMENT = 8  # a run this long of a secret (a cut-off prefix, a middle) is masked too
 # URL query parameters that carry a credential (libpq and redis-py read `password` there)
 SENSITIVE_QUERY = re.compile(r"pass|secret|token|key|sig|auth|credential", re.IGNORECASE)
+# a body's key that names a credential, as a whole word of the key: client_secret, api-key, not author
+SECRET_KEY = re.compile(
+    r"(^|[_-])(pass(word|wd|phrase)?|secret|token|api_?key|key|auth(orization)?|credentials?|sig(nature)?)($|[_-])",
+    re.IGNORECASE,
+)
+DSN_PAIR = re.compile(r"(?:^|\s)([a-z_]+)\s*=\s*('(?:[^'\\]|\\.)*'|[^\s']+)")
 DSN_PASSWORD = re.compile(r"\b(password|sslpassword)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
 # libpq's connection keywords: a key=value text made of these alone is a DSN
 LIBPQ_KEYWORDS = frozenset(
@@ -95,11 +101,16 @@ def _looks_random(piece: str) -> bool:
 def _mask_fragments(text: str, pieces: frozenset[str]) -> str:
     """Mask what is left of a secret that was cut or spliced: any FRAGMENT characters of it."""
     hidden = bytearray(len(text))
-    for piece in pieces:
-        at = text.find(piece)
-        while at != -1:
-            hidden[at : at + FRAGMENT] = b"\x01" * FRAGMENT
-            at = text.find(piece, at + 1)
+    if len(text) < 4 * len(pieces):  # fewer windows in the text than pieces: look each window up
+        for at in range(len(text) - FRAGMENT + 1):
+            if text[at : at + FRAGMENT] in pieces:
+                hidden[at : at + FRAGMENT] = b"\x01" * FRAGMENT
+    else:
+        for piece in pieces:
+            at = text.find(piece)
+            while at != -1:
+                hidden[at : at + FRAGMENT] = b"\x01" * FRAGMENT
+                at = text.find(piece, at + 1)
     if not any(hidden):
         return text
     out, i = [], 0
@@ -115,8 +126,11 @@ def _mask_fragments(text: str, pieces: frozenset[str]) -> str:
 
 
 def clip(text: str, limit: int) -> str:
-    """Masked first, then cut to `limit` characters: a cut never leaves a secret's prefix."""
-    return redact(text)[:limit]
+    """Masked first, then cut to `limit` characters: a cut never leaves a secret's prefix.
+    Only the part that can reach the cut is masked (its length plus the longest secret's):
+    a 32 MB answer costs what its first 500 characters do."""
+    longest = len(_secrets[0]) if _secrets else 0
+    return redact(text[: limit + longest])[:limit]
 
 
 def clip_line(text: object, limit: int) -> str:
@@ -150,9 +164,9 @@ class MaskedFormatter(logging.Formatter):
 def mask_url(url: str) -> str:
     """A URL or libpq DSN with its password and credential query values replaced by ***.
 
-    Read as the client reads it, not by urlsplit: libpq ends a URI's userinfo at the last @
-    before the first /, so `pa#ss` or `pa?ss` is a password, not a fragment or a query; and
-    a query value is masked as written (percent-encoded), never decoded first."""
+    Read as its client reads it: libpq takes `pa#ss` or `pa?ss` before the first / as a
+    password, not a fragment or a query (`_userinfo`); and a query value is masked as written
+    (percent-encoded), never decoded first."""
     if "://" not in url:
         return redact(DSN_PASSWORD.sub(lambda m: f"{m.group(1)}={MASK}", url))
     scheme, _, rest = url.partition("://")
@@ -181,8 +195,10 @@ def _libpq(scheme: str) -> bool:
 
 def _userinfo(scheme: str, rest: str) -> tuple[str | None, int]:
     """The userinfo of `rest` (a URL after its scheme://), or None; and where the authority
-    ends. http(s) ends the authority at / ? or # (RFC 3986); libpq and the others at /."""
-    ends = "/?#" if scheme.lower() in ("http", "https") else "/"
+    ends: libpq ends it at the first / (a ? or # before it is part of a password); the others
+    (urlsplit, as redis-py and requests read a URL) at / ? or #. The userinfo runs to the last
+    @ before that end: more than a client takes, never less."""
+    ends = "/" if _libpq(scheme) else "/?#"
     end = next((i for i, c in enumerate(rest) if c in ends), len(rest))
     at = rest.rfind("@", 0, end)
     return (rest[:at], end) if at != -1 else (None, end)
@@ -218,7 +234,8 @@ def _tokens(value: str) -> list[str]:
     if "\n" in value.strip():
         lines = (line.strip() for line in value.splitlines())
         return [value, *(line for line in lines if line and not line.startswith("-----"))]
-    return [value, *value.split()[1:], *(v for _, v in re.findall(r"([^\s=;&,]+)=([^\s;&,]+)", value))]
+    pairs = re.findall(r"([^\s=;&,]+)=([^\s;&,]+)", value)  # a cookie's session=..., not its theme=dark
+    return [value, *value.split()[1:], *(v for _, v in pairs if len(v) >= FRAGMENT and _looks_random(v))]
 
 
 def secrets_in_body(body: object) -> list[str]:
@@ -229,8 +246,8 @@ def secrets_in_body(body: object) -> list[str]:
         for key, value in body.items():
             if isinstance(value, dict | list):
                 found += secrets_in_body(value)
-            elif SENSITIVE_QUERY.search(str(key)) and value is not None:
-                found.append(str(value))
+            elif isinstance(value, str) and SECRET_KEY.search(str(key)):
+                found.append(value)
         return found
     if isinstance(body, list):
         return [s for value in body for s in secrets_in_body(value)]
@@ -238,7 +255,7 @@ def secrets_in_body(body: object) -> list[str]:
         try:
             return secrets_in_body(json.loads(body))
         except (ValueError, RecursionError):
-            return [v for k, v in parse_qsl(body.strip()) if SENSITIVE_QUERY.search(k)]
+            return [v for k, v in parse_qsl(body.strip()) if SECRET_KEY.search(k)]
     return []
 
 
@@ -249,10 +266,11 @@ def _is_dsn(value: str) -> bool:
 
 def _only_libpq_keys(value: str) -> bool:
     """Every key of a key=value text is one of libpq's: a DSN without a password holds no
-    secret, but a cookie (`user=ops; session=...`) is not a DSN."""
-    keys = re.findall(r"(?:^|\s)([a-z_]+)\s*=", value)
-    rest = re.sub(r"(?:^|\s)[a-z_]+\s*=\s*('(?:[^'\\]|\\.)*'|[^\s;&]+)", "", value).strip()
-    return bool(keys) and not rest and all(k in LIBPQ_KEYWORDS for k in keys)
+    secret, but a cookie (`user=ops; session=...`) is not a DSN. A quoted value (`options='-c
+    statement_timeout=5000'`) is one value, not more keys."""
+    pairs = list(DSN_PAIR.finditer(value))
+    rest = DSN_PAIR.sub("", value).strip()
+    return bool(pairs) and not rest and all(m.group(1) in LIBPQ_KEYWORDS for m in pairs)
 
 
 def _unquote(text: str) -> str:

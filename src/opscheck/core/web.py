@@ -43,13 +43,13 @@ def read_body(raw: Any, limit: int, seconds: float) -> bytes:
     chunks, size = [], 0
     try:
         while size <= limit:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the body was not complete within {seconds:g} s")
             chunk = raw.read1(min(65536, limit + 1 - size), decode_content=True)
             if not chunk:
                 break
             chunks.append(chunk)
             size += len(chunk)
+            if time.monotonic() > deadline:  # after a read: what has already arrived is read
+                raise TimeoutError(f"the body was not complete within {seconds:g} s")
     except urllib3_exceptions.ReadTimeoutError:
         raise TimeoutError(f"the body was not complete within {seconds:g} s") from None
     except urllib3_exceptions.HTTPError as exc:  # ProtocolError: reset or closed mid-body, a bad chunk
@@ -193,11 +193,10 @@ class JsonApi(TargetReader):
                 self.unreachable.fail(f"{self.shown}: GET {path}: {why}")
         if len(data) > API_MAX_BYTES:
             raise OpscheckError(f"{self.shown}: GET {path}: the answer is larger than {API_MAX_BYTES // 1048576} MB")
-        text = data.decode("utf-8", errors="replace")  # JSON is UTF-8 (RFC 8259)
         try:
-            body = jsondoc.loads(text)
-        except ValueError:
-            body = clip(text, 500)
+            body = jsondoc.loads(data)  # bytes: json detects UTF-8 (with a BOM too), -16, -32
+        except ValueError:  # UnicodeDecodeError included
+            body = clip(data.decode("utf-8", errors="replace"), 500)
         return response.status_code, body
 
     def json(self, path: str, **params: Any) -> Any:

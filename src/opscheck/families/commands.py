@@ -33,7 +33,7 @@ from opscheck.core.errors import OpscheckError, one_line
 from opscheck.core.lazy import optional
 from opscheck.core.markers import DOMAINS
 from opscheck.core.model import Condition, InventoryCheck, Item, Name, Param, Target, check_marks, mark
-from opscheck.core.redact import clip_line, redact
+from opscheck.core.redact import clip, clip_line
 from opscheck.families.docker import Container
 from opscheck.families.hosts import run_script
 
@@ -457,8 +457,8 @@ def excerpt(command: Command, ran: Ran, limit: int = 300) -> str:
     parts = []
     for stream, text in (("stdout", ran.stdout), ("stderr", ran.stderr)):
         if text.strip():
-            shown = redact(" | ".join(scrub(text, command.redact).strip().splitlines()))  # masked, then cut
-            parts.append(f"{stream}: {shown[:limit]!r}" + (" ..." if len(shown) > limit else ""))
+            shown = " | ".join(scrub(text, command.redact).strip().splitlines())  # masked, then cut:
+            parts.append(f"{stream}: {clip(shown, limit)!r}" + (" ..." if len(shown) > limit else ""))
     return "; ".join(parts) or "no output"
 
 

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator, model_validator
@@ -38,7 +39,7 @@ from opscheck.core.lazy import optional
 from opscheck.core.model import InventoryCheck, Item, Model, Param, Severity, Target, check_marks
 from opscheck.core.redact import clip_line, mask_url
 from opscheck.core.times import Duration, bounded_shell, parse_duration, parse_time
-from opscheck.core.web import API_MAX_BYTES, read_body
+from opscheck.core.web import API_MAX_BYTES, proxies_for, read_body
 
 if TYPE_CHECKING:
     import croniter
@@ -433,7 +434,10 @@ class KubeClient(TargetReader):
         with self._api_lock:
             self.unreachable.check()
             if self._api is None:
-                configuration = k8s_client.Configuration()
+                # proxies from the run's snapshot of the environment, not from os.environ on this
+                # (gather) thread: kubernetes 37 walks os.environ in Configuration(), while pytest
+                # deletes PYTEST_CURRENT_TEST between phases (a KeyError failed a healthy check in CI)
+                configuration = k8s_client.Configuration(proxy="", no_proxy="")
                 try:
                     if self.target.in_cluster:
                         k8s_config.load_incluster_config(client_configuration=configuration)
@@ -448,6 +452,8 @@ class KubeClient(TargetReader):
                 except Exception as exc:  # noqa: BLE001 - ConfigException, a missing file, bad YAML
                     self.unreachable.fail(f"{self.shown}: cannot load the cluster configuration: {one_line(exc)}")
                 _register_credentials(configuration)
+                scheme = urlsplit(configuration.host).scheme
+                configuration.proxy = proxies_for(configuration.host).get(scheme) or None
                 configuration.retries = 0  # one attempt per call: a dead server costs one timeout
                 self._host = configuration.host
                 api = k8s_client.ApiClient(configuration)
@@ -471,7 +477,8 @@ class KubeClient(TargetReader):
         try:  # bounded in time and size: a server that freezes or drips mid-body costs one timeout
             raw = read_body(response, API_MAX_BYTES, 2 * self.timeout)
         except (TimeoutError, ConnectionError) as exc:
-            self.unreachable.fail(f"{self.shown}: {what}: {exc}")
+            with self.lock:
+                self.unreachable.fail(f"{self.shown}: {what}: {exc}")
         finally:
             release = getattr(response, "release_conn", None)
             if release:
@@ -479,7 +486,7 @@ class KubeClient(TargetReader):
         if len(raw) > API_MAX_BYTES:
             raise OpscheckError(f"{self.shown}: {what}: the answer is larger than {API_MAX_BYTES // 1048576} MB")
         try:
-            data = jsondoc.loads(raw.decode("utf-8", errors="replace"))
+            data = jsondoc.loads(raw)  # bytes: json detects the encoding
         except ValueError:
             raise OpscheckError(
                 f"{self.shown}: {what}: the API server answered with something else than JSON"

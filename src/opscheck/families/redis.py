@@ -170,29 +170,39 @@ class RedisClient(TargetReader):
         read, so a reply that never ends (a byte a second) would never time out. A watchdog
         closes the target's connections when a command runs past its deadline."""
         me = threading.get_ident()
+        self._ensure_watchdog()
         with self.lock:
             self._deadlines[me] = time.monotonic() + 2 * self.timeout
-            if self._watchdog is None:
-                self._watchdog = threading.Thread(target=self._watch, name="opscheck-redis-deadline", daemon=True)
-                self._watchdog.start()
         try:
             yield
-        except (redis.RedisError, OSError, ValueError) as exc:  # ValueError: a read of the closed buffer
-            if self._cut:  # the watchdog closed the connection under this command
+        except Exception as exc:
+            if self._cut:  # the watchdog closed the connection under this command (whatever redis-py raised)
                 raise redis.TimeoutError("reply not complete in time") from exc
             raise
         finally:
             with self.lock:
                 self._deadlines.pop(me, None)
 
+    def _ensure_watchdog(self) -> None:
+        with self.lock:
+            if self._watchdog is None:
+                self._watchdog = threading.Thread(target=self._watch, name="opscheck-redis-deadline", daemon=True)
+                self._watchdog.start()
+
     def _watch(self) -> None:
+        """Every quarter of the timeout: cut a command past its deadline. It ends after 5 s
+        with nothing to watch (the next command starts another)."""
+        idle_since = time.monotonic()
         while True:
             time.sleep(min(0.25, self.timeout / 4))
+            now = time.monotonic()
             with self.lock:
-                if not self._deadlines:
+                if self._deadlines:
+                    idle_since = now
+                elif now - idle_since > 5:
                     self._watchdog = None
                     return
-                overdue = min(self._deadlines.values()) < time.monotonic()
+                overdue = bool(self._deadlines) and min(self._deadlines.values()) < now
                 if overdue:
                     self._cut = True
             if overdue and self._redis is not None:
@@ -226,6 +236,7 @@ class RedisClient(TargetReader):
         return (kind, int(self.command(COUNTERS[kind], key))) if kind in COUNTERS else (kind, 0)
 
     def ping_ms(self) -> float:
+        self._ensure_watchdog()  # started before the clock: a sample times the round trip alone
         start = time.perf_counter()
         self.command("PING")
         return (time.perf_counter() - start) * 1000

@@ -306,9 +306,9 @@ class TlsProbe(TargetReader):
         """A refused handshake or a reset is an answer; silence is not: a server that accepts
         and then says nothing (or drips a byte a second) has given no verdict on certificates."""
         t = self.target
-        deadline = time.monotonic() + self.timeout  # the whole exchange, not each read
         try:
             with self._handshake(self._context(client=with_client_cert)) as tls:
+                deadline = time.monotonic() + self.timeout  # the answer's, as a whole (each read is bounded too)
                 host = t.server_name or t.host
                 tls.sendall(
                     f"GET {t.http_path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: opscheck\r\n"

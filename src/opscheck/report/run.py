@@ -75,10 +75,10 @@ def _read_json(path: Path) -> dict:
     return found if isinstance(found, dict) else {}
 
 
-def _newest_start(started: str, recorded: object, finished: str) -> str:
+def _newest_start(started: str, recorded: object, now: str) -> str:
     """state.json's last_run: a concurrent run that started after this one keeps its start;
     anything else (a damaged value, a start in the future from a wrong clock) gives way."""
-    return recorded if isinstance(recorded, str) and started < recorded <= finished else started
+    return recorded if isinstance(recorded, str) and started < recorded <= now else started
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -310,7 +310,8 @@ class Run:
                     state = dict(_read_json(self.env_dir / "state.json"), **self.remembered)
                     previous = self.previous_state.get("last_run", "")
                     recorded = state.get("last_run", previous)
-                    state["last_run"] = _newest_start(summary["started"], recorded, summary["finished"])
+                    now = datetime.now(UTC).isoformat(timespec="seconds")  # under the lock: a later run's start counts
+                    state["last_run"] = _newest_start(summary["started"], recorded, now)
                     _write_atomically(self.env_dir / "state.json", json.dumps(state, indent=2) + "\n")
         except Timeout:
             self.write_errors.append(f"{self.env_dir}/.lock: held by another run for over {LOCK_SECONDS} s")
