@@ -173,3 +173,25 @@ def test_an_unknown_charset_still_reads_the_body(run_checks):
             "daily",
         )
     assert result.rc == 0, result.output[-3000:]
+
+
+def speak_ssh(conn, stop):
+    conn.recv(65536)
+    conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+
+
+def test_a_cut_body_and_a_server_that_is_not_http_say_what_happened(run_checks):
+    """A JSON body over the 1 MB read limit is "larger than 1 MB", not "not JSON"; a server
+    that answers in another protocol "connected, but no valid HTTP answer", not "cannot connect"."""
+    routes = {"/big": Route(body="[" + "0," * 600_000 + "0]", headers={"Content-Type": "application/json"})}
+    with HttpServer(routes) as server, Misbehaving(speak_ssh) as ssh:
+        inventory = {
+            "environment": "selftest-http-odd",
+            "http": [
+                {"name": "big", "url": server.url("/big"), "json": [{"path": "[0]", "value": 0}]},
+                {"name": "ssh", "url": f"http://127.0.0.1:{ssh.port}/"},
+            ],
+        }
+        result = run_checks(inventory, "-m", "daily")
+    result.assert_failed("test_http_json_conditions[big]", "larger than 1 MB", "not complete JSON")
+    result.assert_failed("test_http_status[ssh]", "connected, but no valid HTTP answer", "BadStatusLine")

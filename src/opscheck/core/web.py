@@ -145,6 +145,8 @@ def reason(exc: requests.RequestException) -> str:
         return f"TLS error: {exc.__context__ or exc}"
     if isinstance(exc, requests.ConnectionError):
         inner = exc.args[0] if exc.args else exc
+        if isinstance(inner, urllib3_exceptions.ProtocolError):  # it connected: the answer broke off or was not HTTP
+            return f"connected, but no valid HTTP answer: {inner}"
         return f"cannot connect: {getattr(inner, 'reason', inner)}"
     return f"request failed: {type(exc).__name__}: {exc}"
 

@@ -237,6 +237,11 @@ class Answer:
             try:
                 self._json = jsondoc.loads(self.text)
             except ValueError:
+                if self.truncated:  # the cut, not the server, made it unreadable
+                    raise OpscheckError(
+                        f"{mask_url(self.url)}: the body is larger than {MAX_BODY_BYTES / 1e6:g} MB: "
+                        f"read up to there, it is not complete JSON (it begins {clip(self.text, 80)!r})"
+                    ) from None
                 raise OpscheckError(f"{mask_url(self.url)}: the body is not JSON: {clip(self.text, 200)!r}") from None
         return self._json
 
