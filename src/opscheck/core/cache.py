@@ -48,15 +48,12 @@ class Memo:
         self._entries: dict[Hashable, _Entry] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, read: Callable[[], T], wait: float | None = None) -> T:
-        """`wait`: how long to wait for another thread's read of the key (None: as long as it takes)."""
+    def get(self, key: Hashable, read: Callable[[], T]) -> T:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
                 entry = self._entries[key] = _Entry()
-        if not entry.lock.acquire(timeout=-1 if wait is None else wait):
-            raise ReadStillRunning(f"a read has not finished within {wait:g} s: the server answers without end")
-        try:
+        with entry.lock:
             if not entry.done:
                 try:
                     entry.value = read()
@@ -70,8 +67,6 @@ class Memo:
             first = entry.unshown and not early()
             if first:
                 entry.unshown = False
-        finally:
-            entry.lock.release()
         if entry.error is not None:
             if first:
                 raise copy.copy(entry.error) from None
@@ -85,22 +80,13 @@ class Memo:
         return entry is not None and entry.done
 
 
-class ReadStillRunning(Exception):
-    """Another thread's read of the same key did not finish within the wait."""
-
-
 class TargetReader:
-    """Base of a family's client: `once(key, read)` under the target's Unreachable.
-
-    `read_wait`: how long a check waits for a read another thread began (a gather read of a
-    server that streams without end); then the target is unreachable. None (the default): as
-    long as the read takes, for families whose reads bound themselves or may take long."""
+    """Base of a family's client: `once(key, read)` under the target's Unreachable."""
 
     def __init__(self) -> None:
         self.unreachable = Unreachable()
         self.memo = Memo()
         self.lock = threading.RLock()
-        self.read_wait: float | None = None
 
     def once(self, key: Hashable, read: Callable[[], T]) -> T:
         def guarded() -> T:
@@ -110,12 +96,7 @@ class TargetReader:
 
         self.unreachable.check()
         try:
-            try:
-                return self.memo.get(key, guarded, self.read_wait)
-            except ReadStillRunning as exc:
-                shown = getattr(self, "shown", None)
-                with self.lock:
-                    self.unreachable.fail(f"{shown if isinstance(shown, str) else type(self).__name__}: {exc}")
+            return self.memo.get(key, guarded)
         except TargetUnreachable:
             self.unreachable.shown()  # shown now, by this check: the next one says "blocked"
             raise

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
-from opscheck.core.redact import clip
+from opscheck.core.redact import clip_line
 
 _early = threading.local()
 
@@ -87,5 +87,4 @@ class ConfigError(Exception):
 
 def one_line(exc: BaseException, limit: int = 400) -> str:
     """An exception's text on one line, masked (core.redact), then cut to `limit` characters."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return clip(text, limit)
+    return clip_line(exc, limit) or type(exc).__name__

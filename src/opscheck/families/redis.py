@@ -86,7 +86,6 @@ class RedisClient(TargetReader):
         super().__init__()
         self.target = target
         self.timeout = timeout
-        self.read_wait = 4 * timeout + 5  # a check waiting for the gather's read of the same key
         self._redis: redis.Redis | None = None
         self._deadlines: dict[int, float] = {}  # thread -> when its command must have its reply
         self._watchdog: threading.Thread | None = None
